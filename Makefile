@@ -1,0 +1,52 @@
+# Quick start: `make demo` (set-up + the main job) and `make test` (set-up + the whole suite).
+# The venv is built once: fairseq compiles from source (minutes), so it has its own stamp and is
+# not rebuilt when only this package changes.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# The CPU build of torch on this machine's disk; a bare `torch` requirement would pull a CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: all install test test-fast demo bench clean-venv
+
+all: test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+
+# torch first (so nothing pulls a CUDA build), then numpy+cython so fairseq builds without
+# an isolated build env (saves most of its build time), then fairseq itself.
+$(VENV)/.fairseq-stamp: $(VENV)/bin/python
+	$(PIP) install -q "$(TORCH_SPEC)" numpy cython
+	if $(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then \
+	  $(PIP) install -q --no-build-isolation "fairseq-fixed==0.12.3.1"; \
+	else \
+	  $(PIP) install -q --no-build-isolation "fairseq==0.12.2"; \
+	fi
+	touch $@
+
+$(VENV)/.install-stamp: $(VENV)/.fairseq-stamp setup.py
+	$(PIP) install -q -e ".[test,viz]"
+	touch $@
+
+install: $(VENV)/.install-stamp
+
+# pytest exits 5 when it collected nothing; that is a failure here, not a pass.
+test: install
+	@$(PY) -m pytest tests $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+test-fast: install
+	@$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+demo: install
+	bash scripts/demo.sh
+
+bench: install
+	$(PY) scripts/bench_topk.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="deep_pyramidion",
+    version="0.1.0",
+    description="fairseq plugin: long-document summarization with trainable representation pooling",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.8",
+    packages=find_packages(include=["deep_pyramidion", "deep_pyramidion.*"]),
+    install_requires=[
+        "torch>=1.13",
+        "numpy",
+        "sentencepiece",
+        "rouge-score",
+        # fairseq 0.12.2 does not import on Python >= 3.11 (mutable dataclass defaults);
+        # fairseq-fixed is fairseq main with those fixes and provides the same `fairseq` module.
+        "fairseq==0.12.2; python_version < '3.11'",
+        "fairseq-fixed==0.12.3.1; python_version >= '3.11'",
+    ],
+    extras_require={
+        "cuda": ["triton"],
+        "data": ["aclsum"],
+        "test": ["pytest", "hypothesis", "aclsum"],
+        "viz": ["matplotlib"],
+    },
+    entry_points={
+        "console_scripts": [
+            "pyramidion-summarize=deep_pyramidion.cli:summarize_main",
+        ],
+    },
+)
