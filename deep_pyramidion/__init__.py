@@ -1,5 +1,13 @@
 """deep_pyramidion: a fairseq plugin (``--user-dir deep_pyramidion``).
 
 Importing the package registers the ``pyramidion`` model and its architectures; like fairseq's own
-plugins, this file only imports the modules whose ``@register_*`` decorators must run.
+plugins, this file only imports the modules whose ``@register_*`` decorators must run, plus two
+process-wide fixes every user needs: fairseq checkpoints load under torch's safe loader, and no
+batching path drops the last partial batch.
 """
+from deep_pyramidion import batching, checkpoint_safety
+
+batching.install()
+checkpoint_safety.install()
+
+from deep_pyramidion.models import pyramidion  # noqa: E402,F401  (registers the model)

@@ -1,0 +1,244 @@
+"""The pyramidion model: fairseq's Transformer with a sparsified, shrinking encoder.
+
+Shape legend:
+    B   batch               T   source length (after --truncate-source)
+    C   channels            k   width after the last pooling layer (e.g. 512)
+
+src tokens (B, T) -> embeddings + positions -> for each encoder layer i: self-attention restricted to
+chunks of --chunk-size tokens (or full), then, if i is in the pooling schedule, keep min(w_i, length)
+token representations -> final layer norm -> encoder_out (k, B, C). The stock fairseq
+TransformerDecoder cross-attends to k positions instead of T, so beam search, its reordering of
+encoder_out and the incremental state all scale with k.
+"""
+import logging
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.transformer import TransformerEncoder, TransformerModel, base_architecture
+
+from deep_pyramidion.modules.blockwise import run_blockwise
+from deep_pyramidion.modules.pooling import POOLERS, build_pooler
+from deep_pyramidion.schedule import FLAG as SCHEDULE_FLAG
+from deep_pyramidion.schedule import inactive_pooling_layers, parse_pooling_schedule
+
+logger = logging.getLogger(__name__)
+
+ENCODER_ATTENTIONS = ("blockwise", "full")
+NO_POOLING = ("none", "lambda")  # "lambda" is the released code's name for the identity
+TOPK_IMPLS = ("auto", "reference", "torch", "triton")
+# --use-sparse-attn of the released code -> (--encoder-attention, forced --encoder-pooling or None)
+LEGACY_SPARSE_ATTN = {
+    "pooler": ("blockwise", None),
+    "only_blockwise": ("blockwise", "none"),
+    "pooler_no_block": ("full", None),
+}
+
+
+@register_model("pyramidion")
+class PyramidionModel(TransformerModel):
+    """Transformer whose encoder learns which token representations to keep (DeepPyramidion)."""
+
+    @classmethod
+    def add_args(cls, parser):
+        super().add_args(parser)
+        # no defaults here: fairseq adds model args with argparse.SUPPRESS and the architecture
+        # functions below fill in whatever the user did not give
+        parser.add_argument("--encoder-attention", choices=ENCODER_ATTENTIONS,
+                            help="self-attention pattern of the encoder (default: blockwise)")
+        parser.add_argument("--chunk-size", type=int, metavar="N",
+                            help="tokens per chunk of blockwise attention (default: 512)")
+        parser.add_argument("--encoder-pooling", type=str, metavar="NAME",
+                            help="pooling between encoder layers: topk (default), none; "
+                                 "'lambda' is the released code's name for none")
+        parser.add_argument("--encoder-pooling-arch", choices=("linear", "ffn"),
+                            help="token scorer of the pooler (default: linear)")
+        parser.add_argument("--enc-layers-and-token-width", type=str, metavar="DICT",
+                            help='pooling schedule, e.g. "{0: 2048, 1: 512}": after layer 0 keep '
+                                 "at most 2048 tokens, after layer 1 at most 512")
+        parser.add_argument("--sort-back", type=int, choices=(0, 1),
+                            help="1: pooled tokens keep document order (default: 1)")
+        parser.add_argument("--flip-right", type=int, choices=(0, 1),
+                            help="1: pair the best-scored token with the worst in each halving "
+                                 "round (default: 1)")
+        parser.add_argument("--topk-softmax-base", type=float, metavar="B",
+                            help="pair weights are softmax(B**s_left, B**s_right) (default: 20)")
+        parser.add_argument("--topk-impl", choices=TOPK_IMPLS,
+                            help="top-k kernel: auto (triton on CUDA, torch elsewhere; env "
+                                 "DEEP_PYRAMIDION_TOPK_IMPL overrides), reference, torch, triton")
+        parser.add_argument("--use-sparse-attn", choices=tuple(LEGACY_SPARSE_ATTN),
+                            help="legacy: pooler = blockwise + pooling, only_blockwise = no "
+                                 "pooling, pooler_no_block = full attention + pooling")
+
+    @classmethod
+    def build_model(cls, args, task):
+        pyramidion_base_architecture(args)
+        resolve_pyramidion_options(args)
+        # Train short, infer long: a model trained with --max-source-positions 2048 and run with
+        # --max-source-positions 8192 --truncate-source must read all 8192 tokens the task hands it
+        # (sinusoidal positions extend), not be cut back to the training length.
+        task_cfg = getattr(task, "cfg", None) or getattr(task, "args", None)
+        task_max = getattr(task_cfg, "max_source_positions", None)
+        if task_max is not None and task_max > args.max_source_positions:
+            if args.encoder_learned_pos:
+                logger.warning(
+                    "--max-source-positions %d exceeds the %d learned encoder positions of this "
+                    "model; inputs stay limited to %d", task_max, args.max_source_positions,
+                    args.max_source_positions)
+            else:
+                logger.info("encoder reads up to %d source tokens (trained with %d)",
+                            task_max, args.max_source_positions)
+                args.max_source_positions = task_max
+        return super().build_model(args, task)
+
+    @classmethod
+    def build_encoder(cls, args, src_dict, embed_tokens):
+        return PyramidionEncoder(args, src_dict, embed_tokens)
+
+
+def resolve_pyramidion_options(args):
+    """Map legacy flags onto the clean ones and reject bad values before any training step."""
+    legacy = getattr(args, "use_sparse_attn", None)
+    if legacy is not None:
+        attention, pooling = LEGACY_SPARSE_ATTN[legacy]
+        if args.encoder_attention is not None and args.encoder_attention != attention:
+            raise ValueError(
+                f"--use-sparse-attn {legacy} means --encoder-attention {attention}, but "
+                f"--encoder-attention {args.encoder_attention} was given; drop one of them")
+        args.encoder_attention = attention
+        if pooling is not None:
+            args.encoder_pooling = pooling
+    if args.encoder_attention is None:
+        args.encoder_attention = "blockwise"
+    if args.encoder_pooling == "lambda":
+        args.encoder_pooling = "none"
+    if args.encoder_pooling not in NO_POOLING and args.encoder_pooling not in POOLERS:
+        raise ValueError(
+            f"--encoder-pooling: unknown value {args.encoder_pooling!r}; choose from "
+            f"{sorted(set(POOLERS) | {'none', 'lambda'})}")
+    if args.encoder_attention not in ENCODER_ATTENTIONS:
+        raise ValueError(f"--encoder-attention: unknown value {args.encoder_attention!r}; "
+                         f"choose from {list(ENCODER_ATTENTIONS)}")
+    if not isinstance(args.chunk_size, int) or args.chunk_size <= 0:
+        raise ValueError(f"--chunk-size must be a positive integer, got {args.chunk_size!r}")
+    if args.topk_impl not in TOPK_IMPLS:
+        raise ValueError(f"--topk-impl: unknown value {args.topk_impl!r}; choose from {list(TOPK_IMPLS)}")
+    if args.topk_softmax_base <= 1.0:
+        raise ValueError(f"--topk-softmax-base must be > 1, got {args.topk_softmax_base}")
+    schedule = parse_pooling_schedule(args.enc_layers_and_token_width, args.encoder_layers)
+    if args.encoder_pooling != "none":
+        for layer, width, length in inactive_pooling_layers(schedule, args.max_source_positions):
+            logger.warning(
+                "%s: layer %d keeps %d tokens, but at --max-source-positions %d it never receives "
+                "more than %d, so it selects nothing in training and its scorer stays untrained; "
+                "on longer inputs at inference it would select tokens with untrained scores",
+                SCHEDULE_FLAG, layer, width, args.max_source_positions, length)
+
+
+class PyramidionEncoder(TransformerEncoder):
+    """fairseq's TransformerEncoder with blockwise attention and pooling between layers."""
+
+    def __init__(self, args, dictionary, embed_tokens):
+        super().__init__(args, dictionary, embed_tokens)
+        self.attention = args.encoder_attention
+        self.chunk_size = args.chunk_size
+        schedule = {}
+        if args.encoder_pooling not in NO_POOLING:
+            schedule = parse_pooling_schedule(args.enc_layers_and_token_width, args.encoder_layers)
+        # scorers exist only for layers that pool: no parameter DDP would see unused
+        embed_dim = embed_tokens.embedding_dim
+        self.poolers = nn.ModuleDict(
+            {str(layer): build_pooler(args.encoder_pooling, embed_dim, width, args)
+             for layer, width in schedule.items()})
+
+    def run_layer(self, index: int, x: Tensor, padding_mask: Optional[Tensor]) -> Tensor:
+        layer = self.layers[index]
+        if self.attention == "full":
+            return layer(x, encoder_padding_mask=padding_mask)
+        return run_blockwise(lambda xc, mc: layer(xc, encoder_padding_mask=mc), x, padding_mask,
+                             self.chunk_size)
+
+    def pool(self, index: int, x: Tensor, padding_mask: Tensor):
+        pooler = self.poolers[str(index)]
+        y, y_mask = pooler(x.transpose(0, 1), padding_mask)  # (T, B, C) -> (B, T, C) -> (B, k, C)
+        return y.transpose(0, 1), y_mask                       # (k, B, C), (B, k)
+
+    def forward_scriptable(
+        self,
+        src_tokens,
+        src_lengths: Optional[Tensor] = None,
+        return_all_hiddens: bool = False,
+        token_embeddings: Optional[Tensor] = None,
+    ):
+        padding_mask = src_tokens.eq(self.padding_idx)                     # (B, T)
+        x, _ = self.forward_embedding(src_tokens, token_embeddings)        # (B, T, C)
+        x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        x = x.transpose(0, 1)                                              # (T, B, C)
+        encoder_states = [x] if return_all_hiddens else []
+
+        for index in range(self.num_layers):
+            # LayerDrop by hand: iterating a LayerDropModuleList would hide which index a layer has
+            dropped = self.training and self.encoder_layerdrop > 0 and \
+                torch.rand(()).item() < self.encoder_layerdrop
+            if not dropped:
+                x = self.run_layer(index, x, padding_mask if padding_mask.any() else None)
+            if str(index) in self.poolers:
+                x, padding_mask = self.pool(index, x, padding_mask)       # (k_i, B, C), (B, k_i)
+            if return_all_hiddens:
+                encoder_states.append(x)
+
+        if self.layer_norm is not None:
+            x = self.layer_norm(x)
+        kept_lengths = (~padding_mask).sum(dim=1, dtype=torch.int32).reshape(-1, 1)
+        return {
+            "encoder_out": [x],                         # k x B x C
+            "encoder_padding_mask": [padding_mask],     # B x k
+            # not returned: (B, T, C) would be reordered at every beam step for nothing, since
+            # the decoder never reads it
+            "encoder_embedding": [],
+            "encoder_states": encoder_states,           # List[k_i x B x C], widths shrink
+            "fc_results": [],
+            "src_tokens": [],
+            "src_lengths": [kept_lengths],              # B x 1, tokens kept per document
+        }
+
+
+@register_model_architecture("pyramidion", "pyramidion_base")
+def pyramidion_base_architecture(args):
+    """The released code's sizes: 2+2 layers, d=512, ffn 2048, 8 heads, 2048 -> 512 tokens."""
+    args.encoder_layers = getattr(args, "encoder_layers", 2)
+    args.decoder_layers = getattr(args, "decoder_layers", 2)
+    args.encoder_attention = getattr(args, "encoder_attention", None)  # resolved with --use-sparse-attn
+    args.chunk_size = getattr(args, "chunk_size", 512)
+    args.encoder_pooling = getattr(args, "encoder_pooling", "topk")
+    args.encoder_pooling_arch = getattr(args, "encoder_pooling_arch", "linear")
+    args.enc_layers_and_token_width = getattr(args, "enc_layers_and_token_width", "{0: 2048, 1: 512}")
+    args.sort_back = getattr(args, "sort_back", 1)
+    args.flip_right = getattr(args, "flip_right", 1)
+    args.topk_softmax_base = getattr(args, "topk_softmax_base", 20.0)
+    args.topk_impl = getattr(args, "topk_impl", "auto")
+    args.use_sparse_attn = getattr(args, "use_sparse_attn", None)
+    base_architecture(args)
+
+
+@register_model_architecture("pyramidion", "pyramidion_deep")
+def pyramidion_deep_architecture(args):
+    """DeepPyramidion: 6+6 layers."""
+    args.encoder_layers = getattr(args, "encoder_layers", 6)
+    args.decoder_layers = getattr(args, "decoder_layers", 6)
+    pyramidion_base_architecture(args)
+
+
+@register_model_architecture("pyramidion", "pyramidion_tiny")
+def pyramidion_tiny_architecture(args):
+    """For tests and CPU demos: d=64, 2+2 layers, 64 -> 16 tokens in chunks of 32."""
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 64)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 128)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 4)
+    args.chunk_size = getattr(args, "chunk_size", 32)
+    args.enc_layers_and_token_width = getattr(args, "enc_layers_and_token_width", "{0: 64, 1: 16}")
+    pyramidion_base_architecture(args)

@@ -1,0 +1,85 @@
+"""Small generated corpora, binarized with fairseq-preprocess, for tests that run fairseq itself.
+
+Split names follow the seed's command lines: ``train``, ``dev-0``, ``test-A``.
+"""
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+SPLITS = ("train", "dev-0", "test-A")
+FAIRSEQ_SPLIT = {"train": "train", "dev-0": "valid", "test-A": "test"}
+VENV_BIN = Path(sys.executable).parent
+
+
+def fairseq_cli(name: str) -> str:
+    """Path of a fairseq console script next to the running interpreter."""
+    path = VENV_BIN / name
+    return str(path) if path.exists() else name
+
+
+def write_split(raw: Path, split: str, pairs):
+    with open(raw / f"{split}.src", "w") as src, open(raw / f"{split}.tgt", "w") as tgt:
+        for source, target in pairs:
+            src.write(" ".join(source) + "\n")
+            tgt.write(" ".join(target) + "\n")
+
+
+def binarize(raw: Path, out: Path, workers: int = 1) -> Path:
+    """fairseq-preprocess with a joined dictionary; subsets renamed to train/dev-0/test-A."""
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        fairseq_cli("fairseq-preprocess"), "--source-lang", "src", "--target-lang", "tgt",
+        "--trainpref", str(raw / "train"), "--validpref", str(raw / "dev-0"),
+        "--testpref", str(raw / "test-A"), "--destdir", str(out), "--joined-dictionary",
+        "--dataset-impl", "mmap", "--workers", str(workers),
+    ]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for split, name in FAIRSEQ_SPLIT.items():
+        if split == name:
+            continue
+        for f in out.glob(f"{name}.src-tgt.*"):
+            f.rename(out / f.name.replace(name, split, 1))
+    return out
+
+
+def copy_task(root: Path, sizes=(64, 8, 6), src_len=(40, 200), vocab=50, seed=0) -> Path:
+    """Targets are the first 8 source tokens: learnable in a few updates, any length of input."""
+    rng = random.Random(seed)
+    raw = root / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for split, size in zip(SPLITS, sizes):
+        pairs = []
+        for _ in range(size):
+            n = rng.randint(*src_len)
+            source = [f"w{rng.randrange(vocab)}" for _ in range(n)]
+            pairs.append((source, source[:8]))
+        write_split(raw, split, pairs)
+    return binarize(raw, root / "bin")
+
+
+def marker_task(root: Path, sizes=(2000, 64, 32), src_len=1024, target_len=16, vocab=200,
+                marker="MARK", seed=0) -> Path:
+    """The paper's claim in miniature: the target is the ``target_len`` tokens after ``marker``.
+
+    The marked span sits at a random position of a ``src_len``-token document of random words;
+    only a model that keeps the marked tokens through pooling can reproduce the target.
+    """
+    rng = random.Random(seed)
+    raw = root / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for split, size in zip(SPLITS, sizes):
+        pairs = []
+        for _ in range(size):
+            source = [f"w{rng.randrange(vocab)}" for _ in range(src_len - 1)]
+            start = rng.randrange(0, src_len - target_len - 1)
+            target = source[start:start + target_len]
+            source.insert(start, marker)
+            pairs.append((source, target))
+        write_split(raw, split, pairs)
+    return binarize(raw, root / "bin")
+
+
+if __name__ == "__main__":
+    print(copy_task(Path(os.environ.get("OUT", "/tmp/corpus"))))
