@@ -26,21 +26,22 @@ def write_split(raw: Path, split: str, pairs):
             tgt.write(" ".join(target) + "\n")
 
 
-def binarize(raw: Path, out: Path, workers: int = 1) -> Path:
-    """fairseq-preprocess with a joined dictionary; subsets renamed to train/dev-0/test-A."""
+def binarize(raw: Path, out: Path, test_splits=("test-A",), workers: int = 1) -> Path:
+    """fairseq-preprocess with a joined dictionary; subsets renamed to train/dev-0/<test splits>."""
     out.mkdir(parents=True, exist_ok=True)
     cmd = [
         fairseq_cli("fairseq-preprocess"), "--source-lang", "src", "--target-lang", "tgt",
         "--trainpref", str(raw / "train"), "--validpref", str(raw / "dev-0"),
-        "--testpref", str(raw / "test-A"), "--destdir", str(out), "--joined-dictionary",
-        "--dataset-impl", "mmap", "--workers", str(workers),
+        "--testpref", ",".join(str(raw / s) for s in test_splits), "--destdir", str(out),
+        "--joined-dictionary", "--dataset-impl", "mmap", "--workers", str(workers),
     ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for split, name in FAIRSEQ_SPLIT.items():
-        if split == name:
-            continue
+    # fairseq-preprocess names them valid, test, test1, test2, ...
+    renames = {"valid": "dev-0"}
+    renames.update({("test" if i == 0 else f"test{i}"): s for i, s in enumerate(test_splits)})
+    for name, split in renames.items():
         for f in out.glob(f"{name}.src-tgt.*"):
-            f.rename(out / f.name.replace(name, split, 1))
+            f.rename(out / (split + f.name[len(name):]))
     return out
 
 

@@ -35,7 +35,8 @@ def test_valid_schedules(text, expected):
     ("2048", "expected a dict"),
     ("[(0, 1, 2)]", "pairs"),
     ("[(0, 512), (0, 256)]", "twice"),
-    ("{0: " * 5000, "cannot parse"),
+    ("{0: " * 2000, "cannot parse"),      # deep nesting: the parser's recursion, caught
+    ("{0: " * 5000, "characters long"),  # longer than any schedule: refused before parsing
 ])
 def test_invalid_schedules_name_the_flag(text, needle):
     with pytest.raises(ValueError) as err:
