@@ -69,7 +69,7 @@ def successive_halving_topk(
 
         y = triton_impl.gather_weighted_sum(x, idx, w, assume_partition=True)
     else:
-        y = torch_impl.gather_weighted_sum(x, idx, w)
+        y = torch_impl.gather_weighted_sum(x, idx, w, assume_partition=True)
     return y, y_scores, y_mask
 
 

@@ -60,14 +60,13 @@ def pair_weights(
     exactly 0 when s_left == s_right, so equal scores get weights of exactly 0.5 in every
     implementation (ties then stay exact ties in the next round and the stable order decides).
     """
-    either = m_left | m_right
     diff = torch.pow(base, s_right) * torch.expm1((s_left - s_right) * math.log(base))
-    diff = diff.masked_fill(either, 0.0)  # no garbage from padded pairs reaches sigmoid
+    # Padding has logit -inf: a difference of -inf (left is padding) or +inf (right is padding)
+    # makes the sigmoids exactly 0 and 1. The left test comes second, so a pair of two paddings
+    # gets (0, 1) here and its a1 is cleared below.
+    diff = diff.masked_fill(m_right, float("inf")).masked_fill(m_left, float("-inf"))
     a0 = torch.sigmoid(diff)
-    a1 = torch.sigmoid(-diff)
-    # Padding gets logit -inf: its weight is exactly 0 and its partner's exactly 1.
-    a0 = torch.where(m_left, torch.zeros_like(a0), torch.where(m_right, torch.ones_like(a0), a0))
-    a1 = torch.where(m_right, torch.zeros_like(a1), torch.where(m_left, torch.ones_like(a1), a1))
+    a1 = torch.sigmoid(-diff).masked_fill(m_left & m_right, 0.0)
     return a0, a1
 
 
