@@ -108,7 +108,7 @@ def descending_order(s: torch.Tensor, msk: torch.Tensor) -> torch.Tensor:
     desc = torch.bitwise_not(ordered).masked_fill_(msk, 0x7FFFFFFF)
     rows = torch.arange(B, device=s.device).view(B, 1)
     key = desc.to(torch.int64) + ((rows << 32) + 2**31)  # (B, m): row-major, each row its own block
-    order = torch.sort(key.view(-1)).indices.view(B, m)  # flat positions b * m + i
+    order = torch.sort(key.view(-1), stable=True).indices.view(B, m)  # flat positions b * m + i
     return order - rows * m
 
 
