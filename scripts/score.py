@@ -38,11 +38,14 @@ def main(argv=None):
     parser.add_argument("--confidence", type=float, default=0.95, help="interval coverage (default 0.95)")
     parser.add_argument("--name", default="model", help="row label of the hypotheses (default: model)")
     parser.add_argument("--json", metavar="PATH", help="also write the scores as JSON")
+    parser.add_argument("--workers", type=int, default=1, help="processes for ROUGE (default 1)")
     args = parser.parse_args(argv)
     if bool(args.generate_output) == bool(args.hyp):
         parser.error("give either --generate-output FILE or --hyp FILE --ref FILE")
     if args.hyp and not args.ref:
         parser.error("--hyp needs --ref")
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
     if args.bootstrap < 0:
         parser.error("--bootstrap must be >= 0")
     if not 0.0 < args.confidence < 1.0:
@@ -64,6 +67,7 @@ def main(argv=None):
             seed=args.seed,
             confidence=args.confidence,
             name=args.name,
+            workers=args.workers,
         )
     except MismatchError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -260,3 +260,9 @@ def test_not_a_generate_output(tmp_path):
     path.write_text("just some text\n")
     with pytest.raises(DataError, match="no H- or D- lines"):
         read_generate_output(str(path))
+
+
+def test_parallel_scoring_gives_the_same_scores():
+    hyps = [REFS[1], "pooling layer tokens", REFS[0], "arxiv results"]
+    refs = [REFS[0], REFS[0], REFS[0], REFS[2]]
+    assert score_pairs(hyps, refs, workers=2) == score_pairs(hyps, refs)

@@ -46,28 +46,45 @@ def rouge_text(document: str) -> str:
     return "\n".join(split_marked(document))
 
 
+def _score_chunk(args) -> List[Dict[str, Tuple[float, float, float]]]:
+    pairs, metrics, use_stemmer = args
+    from rouge_score import rouge_scorer  # imported here: only scoring needs it
+
+    scorer = rouge_scorer.RougeScorer(list(metrics), use_stemmer=use_stemmer)
+    rows = []
+    for hyp, ref in pairs:
+        scores = scorer.score(rouge_text(ref), rouge_text(hyp))  # (target, prediction)
+        rows.append({m: (scores[m].precision, scores[m].recall, scores[m].fmeasure) for m in metrics})
+    return rows
+
+
 def score_pairs(
     hyps: Sequence[str],
     refs: Sequence[str],
     metrics: Sequence[str] = METRICS,
     use_stemmer: bool = True,
+    workers: int = 1,
 ) -> Dict[str, List[Tuple[float, float, float]]]:
     """Per-document ``(precision, recall, f1)`` (0..1) for each metric.
 
     ``hyps[i]`` is scored against ``refs[i]``; both are marked documents (see module docstring).
+    ``workers`` > 1 scores chunks of documents in parallel processes (same results, same order).
     """
     if len(hyps) != len(refs):
         raise MismatchError(f"{len(hyps)} hypotheses for {len(refs)} references")
-    from rouge_score import rouge_scorer  # imported here: only scoring needs it
+    pairs = list(zip(hyps, refs))
+    if workers > 1 and len(pairs) > 1:
+        import multiprocessing
+        import sys
 
-    scorer = rouge_scorer.RougeScorer(list(metrics), use_stemmer=use_stemmer)
-    out: Dict[str, List[Tuple[float, float, float]]] = {m: [] for m in metrics}
-    for hyp, ref in zip(hyps, refs):
-        scores = scorer.score(rouge_text(ref), rouge_text(hyp))  # (target, prediction)
-        for metric in metrics:
-            s = scores[metric]
-            out[metric].append((s.precision, s.recall, s.fmeasure))
-    return out
+        size = max(1, math.ceil(len(pairs) / (4 * workers)))
+        chunks = [(pairs[i : i + size], tuple(metrics), use_stemmer) for i in range(0, len(pairs), size)]
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        with multiprocessing.get_context(method).Pool(workers) as pool:
+            rows = [row for chunk in pool.map(_score_chunk, chunks) for row in chunk]
+    else:
+        rows = _score_chunk((pairs, tuple(metrics), use_stemmer))
+    return {m: [row[m] for row in rows] for m in metrics}
 
 
 def bootstrap_indices(n: int, samples: int, seed: int):
@@ -130,9 +147,10 @@ def score_system(
     seed: int = 1,
     confidence: float = 0.95,
     metrics: Sequence[str] = METRICS,
+    workers: int = 1,
 ) -> SystemScore:
     """Mean F1/precision/recall (percent) and bootstrap intervals of the mean F1."""
-    per_doc = score_pairs(hyps, refs, metrics)
+    per_doc = score_pairs(hyps, refs, metrics, workers=workers)
     n = len(refs)
     score = SystemScore(name, n, {}, {}, {})
     for m in metrics:
@@ -421,6 +439,7 @@ def evaluate_files(
     seed: int = 1,
     confidence: float = 0.95,
     name: str = "model",
+    workers: int = 1,
 ) -> Report:
     """Score ``hyp`` against ``ref`` (one document per line), or a fairseq-generate log (its T-
     lines, or ``ref`` when given, as references); optionally add the Lead row from ``lead_source``.
@@ -455,7 +474,7 @@ def evaluate_files(
         hyps = [gen.hyps[i] for i in range(len(refs))]
 
     report = Report([], len(refs), bootstrap, seed, confidence, sources=inputs)
-    report.systems.append(score_system(name, hyps, refs, bootstrap, seed, confidence))
+    report.systems.append(score_system(name, hyps, refs, bootstrap, seed, confidence, workers=workers))
     if lead_source:
         sources = read_documents(lead_source, "source document", allow_empty=True)
         if len(sources) != len(refs):
@@ -464,5 +483,5 @@ def evaluate_files(
                 f"for {len(refs)} references"
             )
         leads, report.lead_budget = lead_baseline(sources, refs)
-        report.systems.append(score_system("lead", leads, refs, bootstrap, seed, confidence))
+        report.systems.append(score_system("lead", leads, refs, bootstrap, seed, confidence, workers=workers))
     return report
