@@ -262,6 +262,26 @@ def test_partitioned_backward_matches_general_backward():
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("assume_partition", [True, False])
+def test_gather_weighted_sum_ignores_virtual_members(assume_partition):
+    # idx -1 stands for a row that does not exist (all zeros): whatever its weight, it adds nothing
+    # and gets grad_w 0; row 0, which virtual members borrow as a placeholder, keeps its gradient.
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    idx = torch.tensor([[[0, -1], [2, 1], [3, -1]], [[1, 3], [2, 0], [-1, -1]]])
+    w = torch.rand(2, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch_impl.gather_weighted_sum(x, idx, w, assume_partition=assume_partition)
+    live = (idx >= 0).to(w.dtype)
+    expected = (x[torch.arange(2).view(2, 1, 1), idx.clamp_min(0)] * (w * live)[..., None]).sum(2)
+    torch.testing.assert_close(y, expected)
+    gy = torch.randn(2, 3, 3, generator=g, dtype=torch.float64)
+    y.backward(gy)
+    grad_x, grad_w = torch.autograd.grad(expected, (x, w), gy)
+    torch.testing.assert_close(x.grad, grad_x)
+    torch.testing.assert_close(w.grad, grad_w * live)
+    assert torch.all(w.grad[idx < 0] == 0)
+
+
 # ----------------------------------------------------------------------------- gradients
 @pytest.mark.parametrize("impl", IMPLS)
 def test_gradcheck(impl):

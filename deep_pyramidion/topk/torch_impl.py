@@ -174,8 +174,8 @@ class _PartitionedBagSum(torch.autograd.Function):
     forward: y[g] = sum_m weights[g, m] * x_flat[rows[g, m]]              x_flat (R, D), y (G, D)
     backward: every row r has at most one owner (g, m), so grad_x[r] = weights[g, m] * grad_y[g]
     is one embedding_bag over bags of size 1 (written once, no zero-fill, no accumulation), and
-    grad_w[g, m] = <x_flat[rows[g, m]], grad_y[g]>. Virtual members (weight 0 placeholders) own
-    no row and get grad_w 0: the row they stand for is all zeros.
+    grad_w[g, m] = <x_flat[rows[g, m]], grad_y[g]>. Virtual members (weight 0 placeholders that
+    point at some real row) own no row: they are routed to a spare slot.
     """
 
     @staticmethod
@@ -203,7 +203,9 @@ class _PartitionedBagSum(torch.autograd.Function):
                 owner[:R, None], grad_y, mode="sum", per_sample_weights=owner_w[:R, None]
             )  # (R, D)
         if ctx.needs_input_grad[2]:
-            grad_w = _member_dots(x_flat, rows, grad_y).masked_fill_(virtual, 0.0)  # (G, M)
+            # Virtual members get a nonzero dot with their placeholder row here; their weights
+            # were masked to 0 before this function, and that masked_fill zeroes their gradient.
+            grad_w = _member_dots(x_flat, rows, grad_y)  # (G, M)
         return grad_x, None, grad_w, None
 
 
