@@ -133,7 +133,7 @@ def prepare_aclsum(
                     result.skips.skip(split, doc_id, paper_path, "document without an abstract")
                     continue
                 writer.write(
-                    normalize_whitespace(doc_id),
+                    normalize_whitespace(doc_id).replace(" ", "_"),
                     truncate_words(body, max_source_words),
                     join_sentences(abstract),
                 )

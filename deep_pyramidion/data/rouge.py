@@ -87,28 +87,22 @@ def score_pairs(
     return {m: [row[m] for row in rows] for m in metrics}
 
 
-def bootstrap_indices(n: int, samples: int, seed: int):
-    """``samples`` resamples (with replacement) of ``range(n)``; the same for the same arguments,
-    so systems scored on the same documents share their resamples (a paired bootstrap)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, n, size=(samples, n))
-
-
 def bootstrap_interval(values: Sequence[float], samples: int, seed: int, confidence: float = 0.95) -> Tuple[float, float]:
-    """Percentile interval of the mean of ``values`` over ``samples`` document resamples."""
+    """Percentile interval of the mean of ``values`` over ``samples`` resamples (with
+    replacement) of the documents. The resamples depend only on (number of documents, samples,
+    seed), so systems scored on the same documents share them: a paired bootstrap."""
     import numpy as np
 
     values = np.asarray(values, dtype=np.float64)
-    if samples <= 0 or len(values) == 0:
+    n = len(values)
+    if samples <= 0 or n == 0:
         return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
     means = np.empty(samples)
-    chunk = max(1, 2_000_000 // max(1, len(values)))  # bound the index matrix's memory
-    indices_all = bootstrap_indices(len(values), samples, seed)
+    chunk = max(1, 4_000_000 // n)  # resamples drawn at a time: bounds the index matrix's memory
     for start in range(0, samples, chunk):
-        idx = indices_all[start : start + chunk]
-        means[start : start + len(idx)] = values[idx].mean(axis=1)
+        count = min(chunk, samples - start)
+        means[start : start + count] = values[rng.integers(0, n, size=(count, n))].mean(axis=1)
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(means, [tail, 100.0 - tail])
     return float(low), float(high)
@@ -473,6 +467,8 @@ def evaluate_files(
                 refs.append(text)
         hyps = [gen.hyps[i] for i in range(len(refs))]
 
+    if not refs:
+        raise DataError(f"{ref or generate_output}: no documents to score")
     report = Report([], len(refs), bootstrap, seed, confidence, sources=inputs)
     report.systems.append(score_system(name, hyps, refs, bootstrap, seed, confidence, workers=workers))
     if lead_source:
