@@ -20,9 +20,10 @@ was allocated before it:
   CUDA: torch.cuda.max_memory_allocated() after reset_peak_memory_stats(), minus the allocation
         before the call (tensors only, not the caching allocator's reserve).
   CPU:  peak resident set size of the process (VmHWM in /proc/self/status, reset through
-        /proc/self/clear_refs) minus the resident size before the call. It counts pages touched,
-        including memory the allocator reuses, so it is an honest upper-ish estimate, not an
-        exact tensor count; "n/a" where /proc is not available.
+        /proc/self/clear_refs) minus the resident size before the call, after glibc's
+        malloc_trim(0) has handed freed heap pages back (otherwise memory the allocator reuses
+        would not show). It counts resident pages, not tensor bytes: close to the peak of live
+        allocations, give or take allocator slack; "n/a" where /proc is not available.
 
 Examples
   python scripts/bench_topk.py                                   # all shapes, CPU, float32
@@ -32,6 +33,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -60,6 +62,8 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=5, help="timed runs per cell (default: %(default)s)")
     p.add_argument("--impls", default=",".join(IMPLS), help="subset of: " + ", ".join(IMPLS))
     p.add_argument("--modes", default="fwd,fwdbwd", help="fwd and/or fwdbwd (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads (default: torch's own choice, one per core)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write all results as JSON")
     return p.parse_args(argv)
 
@@ -114,6 +118,14 @@ def _proc_kib(field):
     return None
 
 
+def _malloc_trim():
+    """Give freed heap pages back to the OS (glibc), so memory the call reuses counts again."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def peak_extra_mib(call, device):
     """Peak memory of one call above the memory in use before it (see the module docstring)."""
     if device.type == "cuda":
@@ -123,6 +135,7 @@ def peak_extra_mib(call, device):
         call()
         sync(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    _malloc_trim()
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")  # resets VmHWM to the current resident size
@@ -151,6 +164,8 @@ def time_ms(call, device, repeat):
 # ----------------------------------------------------------------------------- main
 def main(argv=None):
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
     impls = [s.strip() for s in args.impls.split(",") if s.strip()]
@@ -179,6 +194,8 @@ def main(argv=None):
         "dtype": args.dtype,
         "batch": args.batch,
         "repeat": args.repeat,
+        # the CPU may be shared: the 1/5/15-minute load averages say how busy it was
+        "loadavg_start": "/".join(f"{v:.2f}" for v in os.getloadavg()),
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
     }
     print("# " + ", ".join(f"{k}={v}" for k, v in meta.items()))
@@ -214,6 +231,8 @@ def main(argv=None):
                     )
                     results.append(r)
                 print_block(n, k, D, mode, rows)
+    meta["loadavg_end"] = "/".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"# loadavg_end={meta['loadavg_end']}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"meta": meta, "results": results}, fh, indent=1)

@@ -58,80 +58,81 @@ def tournament(
         msk = F.pad(msk, (0, n_pad - n), value=True)
     s = s.masked_fill(msk, 0.0)  # (B, n_pad); stored padding scores never matter
 
-    pos = torch.arange(n_pad, device=dev)
-    pos = torch.where(pos < n, pos, torch.full_like(pos, -1))  # virtual members -> -1
-    idx = pos.view(1, n_pad, 1).expand(B, n_pad, 1)  # (B, m, Mc): members of each current element
-    # Padding starts at weight 0: this is what zeroes padded rows in the identity case (d = 0).
-    w = (~msk).to(s.dtype).unsqueeze(-1)  # (B, m, Mc)
-
-    rows = torch.arange(B, device=dev).view(B, 1, 1)
+    # Play the rounds on scores only, remembering each round's pairs and pair weights. Positions
+    # are flat (b * m + i for a round of m elements) so that every gather is one index_select.
+    rounds = []
     for _ in range(d):
         m = s.shape[1]
         half = m // 2
-        order = descending_order(s, msk)  # (B, m) positions, best first, padding last
-        left, right = pair_up(order, flip_right, sort_back)  # (B, half) each
-        # Flat positions of each pair in the (B * m)-row views below: one index_select per
-        # tensor fetches both partners, already laid out as [left, right] per pair.
-        pairs = (torch.stack([left, right], dim=2) + rows * m).view(-1)  # (B * half * 2,)
+        order = descending_order(s, msk)  # (B, m) flat positions, best first, padding last
+        left, right = pair_up(order, flip_right, sort_back)  # (B, half) flat positions
+        pairs = torch.stack([left, right], dim=2).view(B * half, 2)  # row b * half + j: pair j
+        s_p = s.view(-1).index_select(0, pairs.view(-1)).view(B * half, 2)
+        m_p = msk.reshape(-1).index_select(0, pairs.view(-1)).view(B * half, 2)
+        s_l, s_r, m_l, m_r = s_p[:, 0], s_p[:, 1], m_p[:, 0], m_p[:, 1]
+        a0, a1 = pair_weights(s_l, s_r, m_l, m_r, base)  # (B * half,)
+        s = (a0 * s_l + a1 * s_r).view(B, half)
+        msk = (m_l & m_r).view(B, half)
+        rounds.append((pairs, torch.stack([a0, a1], dim=1)))  # (B * half, 2) each
 
-        s_p = s.reshape(-1).index_select(0, pairs).view(B, half, 2)
-        m_p = msk.reshape(-1).index_select(0, pairs).view(B, half, 2)
-        s_l, s_r, m_l, m_r = s_p[..., 0], s_p[..., 1], m_p[..., 0], m_p[..., 1]
-        a0, a1 = pair_weights(s_l, s_r, m_l, m_r, base)  # (B, half)
-        s = a0 * s_l + a1 * s_r
-        msk = m_l & m_r
+    # Unfold the tree from the k outputs down to the inputs. idx holds, per output, flat positions
+    # in the list of the round being unfolded; each position becomes its pair (left, right) and
+    # w picks up the pair weights. Top-down, the work is ~2 * B * n in total (bottom-up it would be
+    # B * n per round). Padding starts at weight 0: that zeroes padded rows in the identity case
+    # (d = 0); for d > 0 padding members are zeroed by their pair weights anyway.
+    idx = torch.arange(B * k, device=dev).view(B * k, 1)  # (B * k, Mc)
+    w = (~msk).to(s.dtype).view(B * k, 1)  # (B * k, Mc)
+    for pairs, a in reversed(rounds):
+        mc = idx.shape[1]
+        parent = idx.view(-1)
+        idx = pairs.index_select(0, parent).view(B * k, 2 * mc)
+        w = (w.unsqueeze(-1) * a.index_select(0, parent).view(B * k, mc, 2)).view(B * k, 2 * mc)
 
-        # Members of pair j: left's members, then right's; Mc doubles every round.
-        mc = idx.shape[2]
-        idx = idx.reshape(B * m, mc).index_select(0, pairs).view(B, half, 2 * mc)
-        w_p = w.reshape(B * m, mc).index_select(0, pairs).view(B, half, 2, mc)
-        w = (w_p * torch.stack([a0, a1], dim=2).unsqueeze(-1)).view(B, half, 2 * mc)
-
-    return idx.contiguous(), w, s.to(scores.dtype), msk
+    rows = torch.arange(B, device=dev).view(B, 1)
+    pos = idx - rows.repeat_interleave(k, dim=0) * n_pad  # (B * k, M) position in the padded row
+    idx = torch.where(pos < n, pos, torch.full_like(pos, -1)).view(B, k, -1)  # virtual -> -1
+    return idx, w.view(B, k, -1), s.to(scores.dtype), msk
 
 
 def descending_order(s: torch.Tensor, msk: torch.Tensor) -> torch.Tensor:
-    """Stable argsort of s (B, m) by score descending, padding last (in position order).
+    """Stable argsort of each row of s (B, m), score descending, padding last (in position order).
 
-    Same result as torch.sort(s.masked_fill(msk, -inf), dim=1, descending=True, stable=True), but
-    for float32 it sorts one flat int64 key (batch row in the high 32 bits, the score's bits mapped
-    to a descending integer order in the low 32): PyTorch sorts a 1-D integer tensor with a radix
-    sort, about 2x faster on the CPU than the row-wise float sort, and a radix sort is stable, so
-    ties keep position order. float64 (gradcheck-sized inputs) takes the plain sort.
+    Returns flat positions b * m + i (B, m). Same order as torch.sort(s.masked_fill(msk, -inf),
+    dim=1, descending=True, stable=True), but float32 sorts one flat int64 key instead (batch row
+    in the high 32 bits, the score's bits mapped to a descending integer order in the low 32):
+    PyTorch sorts a 1-D integer tensor with a radix sort, about 2x faster on the CPU than the
+    row-wise float sort, and stable, so ties keep position order. float64 takes the plain sort.
     """
     B, m = s.shape
+    rows = torch.arange(B, device=s.device).view(B, 1)
     if s.dtype != torch.float32:
-        return torch.sort(s.masked_fill(msk, float("-inf")), dim=1, descending=True, stable=True).indices
+        key = s.masked_fill(msk, float("-inf"))
+        return torch.sort(key, dim=1, descending=True, stable=True).indices + rows * m
     bits = (s + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0 (they must tie)
     ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # int32 that sorts like the floats
     # ~ordered sorts descending; finite scores never reach int32 max, which is left for padding.
     desc = torch.bitwise_not(ordered).masked_fill_(msk, 0x7FFFFFFF)
-    rows = torch.arange(B, device=s.device).view(B, 1)
     key = desc.to(torch.int64) + ((rows << 32) + 2**31)  # (B, m): row-major, each row its own block
-    order = torch.sort(key.view(-1), stable=True).indices.view(B, m)  # flat positions b * m + i
-    return order - rows * m
+    return torch.sort(key.view(-1), stable=True).indices.view(B, m)
 
 
 def pair_up(order: torch.Tensor, flip_right: bool, sort_back: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Positions (left, right), each (B, m/2), of the pairs of one round, given the ranking order.
+    """Flat positions (left, right), each (B, m/2), of one round's pairs, from the ranking order.
 
-    The element of rank r is a left member when r < m/2; its partner has rank m-1-r (flip_right:
-    best with worst) or r + m/2. Without sort_back the pairs follow rank order; with sort_back they
-    follow ascending position of the left member, read off a boolean mask instead of a second sort.
+    The top m/2 in rank order are the left members; the bottom m/2 (reversed with flip_right: best
+    with worst) their partners. With sort_back the pairs are put in ascending position of the left
+    member: positions are flat (rows apart), so one flat sort does every row at once.
     """
     B, m = order.shape
     half = m // 2
-    if not sort_back:
-        left = order[:, :half]
-        right = order[:, half:].flip(1) if flip_right else order[:, half:]
-        return left, right
-    ranks = torch.arange(m, device=order.device).expand(B, m)
-    rank = torch.empty_like(order).scatter_(1, order, ranks)  # (B, m): rank of each position
-    is_left = rank < half
-    left = ranks[is_left].view(B, half)  # positions with rank < m/2, ascending (each row has m/2)
-    left_rank = rank[is_left].view(B, half)
-    partner_rank = (m - 1) - left_rank if flip_right else left_rank + half
-    return left, order.gather(1, partner_rank)
+    left, right = order[:, :half], order[:, half:]
+    if flip_right:
+        right = right.flip(1)
+    if sort_back:
+        left, perm = torch.sort(left.reshape(-1))  # distinct values: stability is moot
+        right = right.reshape(-1).index_select(0, perm)
+        left, right = left.view(B, half), right.view(B, half)
+    return left, right
 
 
 def gather_weighted_sum(
