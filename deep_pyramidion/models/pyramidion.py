@@ -203,7 +203,25 @@ class PyramidionEncoder(TransformerEncoder):
             "fc_results": [],
             "src_tokens": [],
             "src_lengths": [kept_lengths],              # B x 1, tokens kept per document
+            "row_source": [torch.arange(x.size(1), device=x.device)],  # B, see reorder_encoder_out
         }
+
+    @torch.jit.export
+    def reorder_encoder_out(self, encoder_out, new_order):
+        """Beam search reorders the encoder output at every step, but beams of one source hold
+        identical rows, so most of those reorders permute equal rows. ``row_source`` records which
+        source each row holds; a reorder that leaves every row's source unchanged is skipped, and
+        only the initial beam expansion and the removal of finished sources copy anything."""
+        sources = encoder_out.get("row_source", [])
+        if len(sources) > 0:
+            new_sources = sources[0].index_select(0, new_order)
+            if new_sources.shape == sources[0].shape and torch.equal(new_sources, sources[0]):
+                return encoder_out
+        else:
+            new_sources = new_order
+        reordered = super().reorder_encoder_out(encoder_out, new_order)
+        reordered["row_source"] = [new_sources]
+        return reordered
 
 
 @register_model_architecture("pyramidion", "pyramidion_base")
