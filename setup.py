@@ -22,6 +22,7 @@ setup(
     extras_require={
         "cuda": ["triton"],
         "data": ["aclsum"],
+        "hf": ["datasets"],
         "test": ["pytest", "hypothesis", "aclsum"],
         "viz": ["matplotlib"],
     },

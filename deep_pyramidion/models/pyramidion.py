@@ -98,6 +98,15 @@ class PyramidionModel(TransformerModel):
     def build_encoder(cls, args, src_dict, embed_tokens):
         return PyramidionEncoder(args, src_dict, embed_tokens)
 
+    @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file="checkpoint_best.pt",
+                        data_name_or_path=".", **kwargs):
+        """Load a trained summarizer: returns a hub interface with ``.summarize(texts, beam=...)``."""
+        from deep_pyramidion.hub import from_pretrained
+
+        return from_pretrained(model_name_or_path, checkpoint_file=checkpoint_file,
+                               data_name_or_path=data_name_or_path, **kwargs)
+
 
 def resolve_pyramidion_options(args):
     """Map legacy flags onto the clean ones and reject bad values before any training step."""
