@@ -6,20 +6,34 @@ configuration classes besides tensors; we allowlist exactly those instead of tur
 loader off. A checkpoint holding anything else is refused with a message saying how to allow the
 class if the file is trusted; a truncated or corrupted file gets a one-line error, not a stack trace
 from inside pickle.
+
+What ``install()`` changes, process-wide:
+- the allowlist above is added to torch's safe globals;
+- fairseq's ``checkpoint_utils.load_checkpoint_to_cpu`` first checks the file (empty, truncated zip
+  archive, CRC mismatch of any member: torch itself reads a bit-flipped tensor without noticing)
+  and turns failures inside the unpickler into :class:`CheckpointError`;
+- fairseq's ``PathManager.copy`` of local files becomes atomic (copy to ``dst.tmp``, then rename).
+  fairseq writes ``checkpoint_1_400.pt`` atomically but then *copies* it to ``checkpoint_last.pt``;
+  a job killed during that copy left a truncated ``checkpoint_last.pt`` and the restart failed.
 """
 import argparse
+import collections
 import functools
 import importlib
 import logging
 import os
 import pickle
 import re
+import shutil
+import typing
+import zipfile
 
 import torch
 
 logger = logging.getLogger(__name__)
 
 TRUSTED_GLOBALS_ENV = "DEEP_PYRAMIDION_TRUSTED_GLOBALS"
+_NO_WEIGHTS_ONLY_ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
 
 class CheckpointError(RuntimeError):
@@ -28,23 +42,39 @@ class CheckpointError(RuntimeError):
 
 def _fairseq_checkpoint_classes():
     classes = [argparse.Namespace]
-    # fairseq < 0.12 and some tools stored the config as omegaconf containers
+    # fairseq < 0.12 and some tools stored the config as omegaconf containers; fairseq's trainer
+    # also re-pickles a loaded state (cfg as a DictConfig) to broadcast it from rank 0 to the other
+    # workers on resume, and they unpickle it with the safe loader. A DictConfig's metadata refers
+    # to these type objects (referenced, not called with attacker-chosen code: each is a plain
+    # constructor or a typing marker).
     try:
         from omegaconf import DictConfig, ListConfig
         from omegaconf.base import ContainerMetadata, Metadata
         from omegaconf.nodes import AnyNode
 
-        classes += [DictConfig, ListConfig, ContainerMetadata, Metadata, AnyNode]
+        classes += [DictConfig, ListConfig, ContainerMetadata, Metadata, AnyNode,
+                    typing.Any, dict, list, int, collections.defaultdict]
     except ImportError:  # pragma: no cover - omegaconf comes with fairseq
+        pass
+    try:  # broadcast_object stands a frozen dataclass in for each tensor it sends separately
+        from fairseq.distributed.utils import _TensorPlaceholder
+
+        classes.append(_TensorPlaceholder)
+    except ImportError:  # pragma: no cover - other fairseq versions
         pass
     return classes
 
 
 def _import_global(dotted: str):
-    module, _, name = dotted.strip().rpartition(".")
+    dotted = dotted.strip()
+    module, _, name = dotted.rpartition(".")
     if not module:
-        raise ValueError(f"{TRUSTED_GLOBALS_ENV}: {dotted!r} is not a dotted 'module.Class' name")
-    return getattr(importlib.import_module(module), name)
+        raise ValueError(f"{TRUSTED_GLOBALS_ENV}: {dotted!r} is not a dotted 'module.Class' name "
+                         f"(builtins are named like 'builtins.set')")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"{TRUSTED_GLOBALS_ENV}: cannot import {dotted!r} ({err})") from None
 
 
 def trusted_globals():
@@ -56,27 +86,123 @@ def trusted_globals():
 _UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
+def _first_sentence(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line.split(". ")[0]
+
+
+def _restart_hint(path) -> str:
+    """For a broken checkpoint_last.pt: name the newest other checkpoint beside it."""
+    path = str(path)
+    if os.path.basename(path) != "checkpoint_last.pt":
+        return ""
+    folder = os.path.dirname(path) or "."
+    try:
+        others = [os.path.join(folder, f) for f in os.listdir(folder)
+                  if f.startswith("checkpoint") and f.endswith(".pt") and f != "checkpoint_last.pt"]
+    except OSError:
+        return ""
+    if not others:
+        return ""
+    newest = max(others, key=os.path.getmtime)
+    return (f"; if training was killed while writing it, resume from the newest intact "
+            f"checkpoint with --restore-file {newest}")
+
+
 def explain_load_error(path, err: Exception) -> CheckpointError:
     text = str(err)
     match = _UNSUPPORTED.search(text)
     if match:
         name = match.group(1)
+        if "." not in name:  # torch prints builtins bare ("dict")
+            name = f"builtins.{name}"
         return CheckpointError(
             f"{path}: refused to load: the checkpoint holds {name}, which is not among the classes "
             f"fairseq checkpoints contain, and unpickling it could run code. If you trust this file, "
             f"allow the class with {TRUSTED_GLOBALS_ENV}={name} (comma-separated for several)")
     return CheckpointError(
         f"{path}: cannot read the checkpoint; it is truncated or corrupted, or not a torch checkpoint "
-        f"({type(err).__name__}: {text.splitlines()[0] if text else ''})")
+        f"({type(err).__name__}: {_first_sentence(text)}){_restart_hint(path)}")
+
+
+def check_checkpoint_file(path) -> None:
+    """Cheap structural checks of a local checkpoint file; raises CheckpointError.
+
+    torch checkpoints are uncompressed zip archives whose members carry CRC-32 checksums; torch
+    does not verify them, so a bit-flipped tensor would load silently. Reading the file once more
+    costs about a second per GB (the loader then reads it from the page cache).
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        return  # missing files: fairseq's own error ("Model file not found") is clear
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: cannot read the checkpoint; the file is empty"
+                              f"{_restart_hint(path)}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04":
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(
+                f"{path}: cannot read the checkpoint; it is truncated (a zip archive whose "
+                f"directory at the end of the file is missing){_restart_hint(path)}")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+            raise CheckpointError(
+                f"{path}: cannot read the checkpoint; it is truncated or corrupted (zip archive: "
+                f"{_first_sentence(str(err))}){_restart_hint(path)}") from None
+        if bad is not None:
+            raise CheckpointError(
+                f"{path}: cannot read the checkpoint; it is corrupted (checksum mismatch in "
+                f"{bad}){_restart_hint(path)}")
+    elif head[:1] != b"\x80":  # neither a zip archive nor a legacy (pre-1.6) torch pickle
+        raise CheckpointError(f"{path}: cannot read the checkpoint; it is not a torch checkpoint "
+                              f"(starts with {head!r})")
+
+
+def _unpickler_files():
+    import torch._weights_only_unpickler as weights_only
+
+    return {os.path.realpath(m.__file__) for m in (torch.serialization, weights_only, pickle)}
+
+
+def _raised_while_unpickling(err: BaseException) -> bool:
+    """Whether err came out of torch.load / pickle (a bad file), not from fairseq's code after it."""
+    if isinstance(err, (pickle.UnpicklingError, EOFError)):
+        return True
+    files = _unpickler_files()
+    tb = err.__traceback__
+    while tb is not None:
+        if os.path.realpath(tb.tb_frame.f_code.co_filename) in files:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _local_path(path):
+    try:
+        from fairseq.file_io import PathManager
+
+        if PathManager.path_requires_pathmanager(str(path)):
+            return None
+    except ImportError:  # pragma: no cover
+        pass
+    return path
 
 
 def _clear_errors(load):
     @functools.wraps(load)
     def wrapper(path, *args, **kwargs):
+        local = _local_path(path)
+        if local is not None:
+            check_checkpoint_file(local)
         try:
             return load(path, *args, **kwargs)
-        except (pickle.UnpicklingError, EOFError, RuntimeError) as err:
-            if isinstance(err, RuntimeError) and not _looks_like_bad_file(err):
+        except CheckpointError:
+            raise
+        except Exception as err:
+            if not _raised_while_unpickling(err):
                 raise
             raise explain_load_error(path, err) from None
 
@@ -84,16 +210,35 @@ def _clear_errors(load):
     return wrapper
 
 
-def _looks_like_bad_file(err: RuntimeError) -> bool:
-    text = str(err)
-    return any(s in text for s in ("PytorchStreamReader", "zip archive", "unexpected EOF",
-                                   "Invalid magic number", "storage has wrong byte size"))
+def _atomic_copy(copy):
+    @functools.wraps(copy)
+    def wrapper(src_path, dst_path, overwrite=False):
+        from fairseq.file_io import PathManager
+
+        if PathManager.path_requires_pathmanager(str(src_path)) or \
+                PathManager.path_requires_pathmanager(str(dst_path)):
+            return copy(src_path, dst_path, overwrite=overwrite)
+        if not overwrite and os.path.exists(dst_path):
+            raise FileExistsError(dst_path)
+        tmp = f"{dst_path}.tmp"
+        shutil.copyfile(src_path, tmp)
+        os.replace(tmp, dst_path)  # readers see the old file or the whole new one, never a part
+        return True
+
+    wrapper.__deep_pyramidion_wrapped__ = True
+    return wrapper
 
 
 def install():
     if hasattr(torch.serialization, "add_safe_globals"):
         torch.serialization.add_safe_globals(trusted_globals())
+    if os.environ.get(_NO_WEIGHTS_ONLY_ENV, "0") not in ("", "0"):
+        logger.warning("%s is set: torch loads checkpoints with full pickle, which can run code "
+                       "stored in them; load only files you trust", _NO_WEIGHTS_ONLY_ENV)
     from fairseq import checkpoint_utils
+    from fairseq.file_io import PathManager
 
     if not getattr(checkpoint_utils.load_checkpoint_to_cpu, "__deep_pyramidion_wrapped__", False):
         checkpoint_utils.load_checkpoint_to_cpu = _clear_errors(checkpoint_utils.load_checkpoint_to_cpu)
+    if not getattr(PathManager.copy, "__deep_pyramidion_wrapped__", False):
+        PathManager.copy = staticmethod(_atomic_copy(PathManager.copy))
