@@ -214,6 +214,18 @@ def test_torch_matches_reference_float32(B, n, k, style):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_non_contiguous_inputs(impl):
+    x, scores = make_inputs(3, 20, 4, dtype=torch.float32, seed=2)
+    mask = make_mask(3, 20, "holes", seed=2)
+    x_nc = x.transpose(0, 1).contiguous().transpose(0, 1)  # same values, other strides
+    s_nc = scores.t().contiguous().t()
+    m_nc = mask.t().contiguous().t()
+    assert not x_nc.is_contiguous() and not s_nc.is_contiguous()
+    for a, b in zip(run(impl, x, scores, 3, mask), run(impl, x_nc, s_nc, 3, m_nc)):
+        assert torch.equal(a, b)
+
+
 def test_descending_order_matches_stable_float_sort():
     def in_row(order):  # descending_order returns flat positions b * m + i
         return order - torch.arange(order.shape[0]).view(-1, 1) * order.shape[1]

@@ -61,7 +61,8 @@ def tournament(
     if n_pad > n:  # virtual padding elements at the end: score 0, flagged as padding
         s = F.pad(s, (0, n_pad - n))
         msk = F.pad(msk, (0, n_pad - n), value=True)
-    s = s.masked_fill(msk, 0.0)  # (B, n_pad); stored padding scores never matter
+    # (B, n_pad); stored padding scores never matter. Contiguous: flat positions b * m + i below.
+    s = s.masked_fill(msk, 0.0).contiguous()
 
     # Play the rounds on scores only, remembering each round's pairs and pair weights. Positions
     # are flat (b * m + i for a round of m elements) so that every gather is one index_select.
@@ -102,11 +103,12 @@ def tournament(
 def descending_order(s: torch.Tensor, msk: torch.Tensor) -> torch.Tensor:
     """Stable argsort of each row of s (B, m), score descending, padding last (in position order).
 
-    Returns flat positions b * m + i (B, m). Same order as torch.sort(s.masked_fill(msk, -inf),
-    dim=1, descending=True, stable=True), but float32 sorts one flat int64 key instead (batch row
-    in the high 32 bits, the score's bits mapped to a descending integer order in the low 32):
-    PyTorch sorts a 1-D integer tensor with a radix sort, about 2x faster on the CPU than the
-    row-wise float sort, and stable, so ties keep position order. float64 takes the plain sort.
+    Returns flat positions b * m + i (B, m), the order of torch.sort(s.masked_fill(msk, -inf),
+    dim=1, descending=True, stable=True). For float32 it sorts one flat integer key instead: the
+    score's bits mapped to an integer that sorts in descending score order, plus the row times a
+    row span. PyTorch sorts a 1-D integer tensor with a stable radix sort, several times faster on
+    the CPU than the row-wise float sort (ties keep position order, as required). s must be
+    contiguous; float64 (gradcheck) takes the plain sort.
     """
     B, m = s.shape
     rows = torch.arange(B, device=s.device).view(B, 1)
