@@ -14,7 +14,8 @@ Rows (per shape, dtype, device):
              forward+backward: x.sum(1) plus one materialised x-sized gradient write (autograd's
              own backward of sum is a free broadcast view, which would understate the floor)
 
-Times are the median and the minimum over --repeat runs after one warm-up run, in milliseconds;
+Times are the median and the minimum over --repeat runs after one warm-up run, in milliseconds,
+with the candidates of a block taking turns (so a change in the machine's load hits all alike);
 the ratios use the statistic chosen by --stat (median by default). On a shared CPU other jobs
 only ever add time, so the minimum is the less disturbed figure: use --stat min there.
 Memory ("peak MiB") is the peak extra memory of one call (forward, or forward+backward) above what
@@ -153,16 +154,20 @@ def peak_extra_mib(call, device):
     return max(0, peak - before) / 1024
 
 
-def time_ms(call, device, repeat):
-    call()  # warm-up: first-touch allocations, Triton compilation, caches
-    sync(device)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        call()
+def time_interleaved(calls, device, repeat):
+    """Per-call times in ms, {name: [t, ...]}. The candidates take turns (a, b, c, a, b, c, ...)
+    so that a change in the load of a shared machine hits all of them alike."""
+    for call in calls.values():
+        call()  # warm-up: first-touch allocations, Triton compilation, caches
         sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), times
+    times = {name: [] for name in calls}
+    for _ in range(repeat):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            sync(device)
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
 
 
 # ----------------------------------------------------------------------------- main
@@ -212,20 +217,26 @@ def main(argv=None):
             x0 = torch.randn(args.batch, n, D, generator=gen).to(device=device, dtype=dtype)
             s0 = (torch.sigmoid(torch.randn(args.batch, n, generator=gen)) + 1e-5).to(device)
             for mode in modes:
-                rows = {}
+                need_grad = mode == "fwdbwd"
+                calls = {}
                 for impl in impls:
-                    need_grad = mode == "fwdbwd"
                     x = x0.clone().requires_grad_(need_grad)
                     scores = s0.clone().requires_grad_(need_grad)
                     grad_y = None
                     if need_grad:  # the gradient of y: (B, k, D), or (B, D) for the floor's sum
                         out_shape = (args.batch, D) if impl == "floor" else (args.batch, k, D)
                         grad_y = torch.randn(*out_shape, generator=gen).to(device, dtype)
-                    call = make_call(impl, x, scores, k, grad_y)
-                    med, times = time_ms(call, device, args.repeat)
-                    mem = peak_extra_mib(call, device)
-                    rows[impl] = {"ms": med, "min_ms": min(times), "times_ms": times, "peak_mib": mem}
-                    del x, scores, grad_y, call
+                    calls[impl] = make_call(impl, x, scores, k, grad_y)
+                times = time_interleaved(calls, device, args.repeat)
+                rows = {}
+                for impl, call in calls.items():
+                    rows[impl] = {
+                        "ms": statistics.median(times[impl]),
+                        "min_ms": min(times[impl]),
+                        "times_ms": times[impl],
+                        "peak_mib": peak_extra_mib(call, device),
+                    }
+                del calls
                 key = "ms" if args.stat == "median" else "min_ms"
                 for impl, r in rows.items():
                     ref = rows.get("reference", {}).get(key)
