@@ -18,6 +18,12 @@ Implementations (one file each):
                variable DEEP_PYRAMIDION_TOPK_IMPL (one of the names above) replaces "auto" for a
                whole run.
 When Triton is missing or fails, the torch path is used instead and one warning is logged.
+
+Numerics: base**s and the pair softmax are computed in float32 (float64 for float64 scores) even
+for bf16/fp16 inputs; y comes back in x.dtype, y_scores in scores.dtype. Scores must be finite
+where not padded (checked) and small enough for base**s to fit float32 (s < ~29 for base 20; the
+model's sigmoid scores are in (0, 1]). Values stored at padded positions never reach the output,
+provided they are finite (their weight is exactly 0, and 0 * inf would be NaN).
 """
 from __future__ import annotations
 
