@@ -1,0 +1,204 @@
+"""Data-parallel training on the CPU: two fairseq-train workers (gloo, legacy_ddp) take the same steps
+as one process with --update-freq 2, also after a resume; and every parameter of every encoder
+option gets a gradient in one backward pass (an unused parameter stops pytorch_ddp)."""
+import os
+import re
+import shutil
+import socket
+import subprocess
+
+import pytest
+import torch
+
+import deep_pyramidion  # noqa: F401  (registers every pooler and attention option)
+from conftest import USER_DIR
+from corpus import copy_task, fairseq_cli
+from deep_pyramidion.models.pyramidion import ENCODER_ATTENTIONS
+from deep_pyramidion.modules.pooling import POOLERS
+from fairseq import options, tasks
+
+TIMEOUT = 600
+# dropout off, fixed seed, no validation: a step depends only on the data and the parameters
+TRAIN_FLAGS = [
+    "--user-dir", USER_DIR, "--task", "translation", "--arch", "pyramidion_tiny",
+    "--source-lang", "src", "--target-lang", "tgt", "--share-all-embeddings", "--dataset-impl", "mmap",
+    "--optimizer", "adam", "--lr", "1e-3", "--dropout", "0", "--attention-dropout", "0",
+    "--activation-dropout", "0", "--max-sentences", "8", "--cpu", "--seed", "3", "--num-workers", "0",
+    "--log-format", "simple", "--log-interval", "1", "--no-epoch-checkpoints",
+    "--disable-validation", "--criterion", "cross_entropy", "--max-source-positions", "256",
+    "--ddp-backend", "legacy_ddp",
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    # 64 documents of 40-200 tokens: pooling (64 -> 16 tokens) and chunking (32) both engage;
+    # 8 batches of 8 per epoch
+    return copy_task(tmp_path_factory.mktemp("dist_copy"), sizes=(64, 8, 6))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env():
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    return env
+
+
+def train_single(data, save_dir, max_update, cwd):
+    argv = [fairseq_cli("fairseq-train"), str(data), *TRAIN_FLAGS, "--update-freq", "2",
+            "--max-update", str(max_update), "--save-dir", str(save_dir)]
+    proc = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout + proc.stderr
+
+
+def train_two_workers(data, save_dir, max_update, cwd):
+    """Two fairseq-train processes, ranks 0 and 1, rendezvous over TCP on 127.0.0.1."""
+    port = free_port()
+    procs, logs = [], []
+    for rank in (0, 1):
+        argv = [fairseq_cli("fairseq-train"), str(data), *TRAIN_FLAGS, "--update-freq", "1",
+                "--max-update", str(max_update), "--save-dir", str(save_dir),
+                "--distributed-world-size", "2", "--distributed-rank", str(rank),
+                "--distributed-init-method", f"tcp://127.0.0.1:{port}", "--distributed-no-spawn",
+                "--distributed-backend", "gloo", "--device-id", "0"]
+        log = open(cwd / f"rank{rank}.log", "w")
+        logs.append(log)
+        procs.append(subprocess.Popen(argv, cwd=cwd, env=_env(), stdout=log, stderr=subprocess.STDOUT))
+    try:
+        codes = [p.wait(timeout=TIMEOUT) for p in procs]
+    finally:
+        for p in procs:  # a worker whose peer died waits forever: end only our own processes
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for log in logs:
+            log.close()
+    texts = [(cwd / f"rank{rank}.log").read_text() for rank in (0, 1)]
+    assert codes == [0, 0], f"exit codes {codes}\n" + "\n".join(t[-4000:] for t in texts)
+    return texts[0]
+
+
+def losses_by_update(log):
+    """{num_updates: (loss, bsz)} from fairseq's train_inner lines."""
+    found = {}
+    for m in re.finditer(r"train_inner .*?loss=([\d.]+).*?bsz=(\d+).*?num_updates=(\d+)", log):
+        found[int(m.group(3))] = (float(m.group(1)), int(m.group(2)))
+    return found
+
+
+def load_params(path):
+    return torch.load(path, map_location="cpu")["model"]
+
+
+def assert_same_params(a, b, atol=1e-6):
+    assert a.keys() == b.keys()
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst <= atol, f"parameters differ by up to {worst}"
+
+
+@pytest.fixture(scope="module")
+def three_updates(data, tmp_path_factory):
+    """One process (--update-freq 2) and two workers (--update-freq 1), 3 updates each."""
+    root = tmp_path_factory.mktemp("dist_runs")
+    single_log = train_single(data, root / "single", 3, root)
+    dist_log = train_two_workers(data, root / "dist", 3, root)
+    return root, single_log, dist_log
+
+
+@pytest.mark.slow
+def test_two_workers_match_one_process_with_update_freq_2(three_updates):
+    root, single_log, dist_log = three_updates
+    single, dist = losses_by_update(single_log), losses_by_update(dist_log)
+    assert sorted(dist) == [1, 2, 3]
+    # each update consumed both workers' batches of 8 sentences, like update-freq 2 in one process
+    assert all(bsz == 16 for _, bsz in dist.values())
+    assert dist == single
+    assert "initialized host" in dist_log and "as rank 0" in dist_log
+    a = load_params(root / "single" / "checkpoint_last.pt")
+    b = load_params(root / "dist" / "checkpoint_last.pt")
+    assert_same_params(a, b)
+    # training did move: the comparison above is not between two untouched initialisations
+    assert dist[3][0] < dist[1][0]
+    assert any(k.startswith("encoder.poolers.") for k in a)  # the pooler's scorer was trained too
+
+
+@pytest.mark.slow
+def test_distributed_resume_matches_single_process_resume(data, three_updates, tmp_path):
+    """Rank 0 reads checkpoint_last.pt and broadcasts the state to rank 1, which unpickles it with
+    torch's safe loader; both continue to update 5 exactly like a resumed single process."""
+    root, _, _ = three_updates
+    shutil.copytree(root / "single", tmp_path / "single")
+    shutil.copytree(root / "dist", tmp_path / "dist")
+    single_log = train_single(data, tmp_path / "single", 5, tmp_path)
+    dist_log = train_two_workers(data, tmp_path / "dist", 5, tmp_path)
+    for log in (single_log, dist_log):
+        assert re.search(r"Loaded checkpoint \S+checkpoint_last\.pt \(epoch 1 @ 3 updates\)", log)
+    assert sorted(losses_by_update(dist_log)) == [4, 5]
+    assert losses_by_update(dist_log) == losses_by_update(single_log)
+    assert_same_params(load_params(tmp_path / "single" / "checkpoint_last.pt"),
+                       load_params(tmp_path / "dist" / "checkpoint_last.pt"))
+
+
+# ---------------------------------------------------------------------------------------------
+# gradient coverage: every parameter of every encoder option, in one backward pass
+
+POOLINGS = sorted(POOLERS) + ["none"]
+
+
+def build(data, pooling, attention):
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, [
+        str(data), "--user-dir", USER_DIR, "--task", "translation", "--arch", "pyramidion_tiny",
+        "--source-lang", "src", "--target-lang", "tgt", "--share-all-embeddings",
+        "--max-source-positions", "1024", "--encoder-pooling", pooling,
+        "--encoder-attention", attention,
+    ])
+    task = tasks.setup_task(args)
+    torch.manual_seed(0)
+    return task.build_model(args), task
+
+
+def batch(task, lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    d = task.source_dictionary
+    tokens = torch.full((len(lengths), max(lengths)), d.pad())
+    for row, n in enumerate(lengths):
+        tokens[row, : n - 1] = torch.randint(d.nspecial, len(d), (n - 1,), generator=g)
+        tokens[row, n - 1] = d.eos()
+    return tokens, torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("attention", ENCODER_ATTENTIONS)
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_every_parameter_gets_a_gradient(data, pooling, attention):
+    model, task = build(data, pooling, attention)
+    model.train()
+    d = task.target_dictionary
+    # 150/100 tokens: both poolers select (64 -> 16); 10/8 tokens: shorter than every width, so
+    # nothing is selected and the scorers must still be in the graph
+    for lengths in ([150, 100], [10, 8]):
+        model.zero_grad(set_to_none=True)
+        tokens, src_lengths = batch(task, lengths)
+        target = torch.randint(d.nspecial, len(d), (len(lengths), 6),
+                               generator=torch.Generator().manual_seed(1))
+        prev = torch.cat([torch.full((len(lengths), 1), d.eos()), target[:, :-1]], dim=1)
+        logits, _ = model(tokens, src_lengths, prev)
+        loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)),
+                                                 target.view(-1))
+        loss.backward()
+        params = dict(model.named_parameters())
+        missing = [n for n, p in params.items() if p.requires_grad and p.grad is None]
+        assert not missing, f"lengths {lengths}: no gradient for {missing}"
+        bad = [n for n, p in params.items() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        assert not bad, f"lengths {lengths}: non-finite gradient for {bad}"
+        if lengths[0] > 64 and pooling != "none":
+            # a trainable selection must learn where it selects (not only get the zero-valued
+            # keep-in-graph term); poolers without a scorer (most-used) have nothing to check here
+            scorers = {n: p for n, p in params.items() if ".scorer." in n}
+            assert all(p.grad.abs().sum() > 0 for p in scorers.values()), sorted(scorers)

@@ -1,0 +1,236 @@
+"""Half precision: the pooling scores and pair weights never overflow under bf16/fp16.
+
+The pooler squashes its logits with a sigmoid in float32 (scores in [1e-5, 1 + 1e-5]) and the top-k
+computes base**s and the pair softmax in float32 whatever the input dtype, so neither overflows
+(fp16 tops out at 65504: 1e5**1 would already be inf). fairseq's --bf16 runs on the CPU once its
+"--bf16 implies --tpu" rule is lifted (see docs/distributed.md); --fp16 needs CUDA in fairseq, so
+its numerics are checked here on the CPU with a half-precision model.
+"""
+import math
+import os
+import re
+import subprocess
+import sys
+from argparse import Namespace
+
+import pytest
+import torch
+
+import deep_pyramidion  # noqa: F401  (registers every pooler)
+from conftest import USER_DIR
+from corpus import copy_task
+from deep_pyramidion.modules.pooling import POOLERS, SCORE_EPS
+from deep_pyramidion.topk import successive_halving_topk
+from deep_pyramidion.topk import torch_impl
+from fairseq import options, tasks
+
+HALF = [torch.bfloat16, torch.float16]
+EPS = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
+IMPLS = ["reference", "torch"]
+
+
+def topk_pooler(base=20.0):
+    args = Namespace(encoder_pooling_arch="linear", topk_softmax_base=base, flip_right=1,
+                     sort_back=1, topk_impl="auto")
+    torch.manual_seed(0)
+    return POOLERS["topk"](64, 16, args)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_pooler_scores_are_float32_and_bounded_for_huge_activations(dtype):
+    """fp16 logits of large activations overflow to +-inf (the matmul accumulates in float32 and
+    rounds at the end); the float32 sigmoid still gives bounded scores. bf16 has float32's range,
+    so its logits stay finite; the scores are float32 either way."""
+    pooler = topk_pooler().to(dtype)
+    with torch.no_grad():
+        pooler.scorer.net.weight.mul_(50.0)
+    g = torch.Generator().manual_seed(1)
+    big = 6e4 if dtype == torch.float16 else 1e4
+    x = (torch.randn(3, 100, 64, generator=g) * big).clamp(-big, big).to(dtype).requires_grad_()
+    mask = torch.zeros(3, 100, dtype=torch.bool)
+    mask[1, 70:] = True
+    mask[2, 5:] = True  # shorter than the width
+    logits = pooler.scorer(x)
+    assert not torch.isnan(logits).any()
+    if dtype == torch.float16:
+        assert torch.isinf(logits).any()  # the case the float32 sigmoid is there for
+    scores = pooler.score(x)
+    assert scores.dtype == torch.float32
+    assert torch.isfinite(scores).all()
+    assert (scores >= SCORE_EPS).all() and (scores <= 1 + SCORE_EPS).all()
+    y, y_mask = pooler(x, mask)
+    assert y.dtype == dtype and y.shape == (3, 16, 64)
+    assert torch.isfinite(y[~y_mask]).all()
+    assert (~y_mask).sum(1).tolist() == [16, 16, 5]
+    (y.float() / big).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in pooler.parameters())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", HALF)
+def test_pair_weights_are_computed_in_float32(dtype, impl):
+    """base = 1e5: base**s is up to 1e5 (inf in fp16) and the pair softmax needs its ratio. Equal
+    inputs in half and in float32 give the same selection and weights; outputs differ only by
+    the final rounding to the half dtype."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 40, 8, generator=g).to(dtype)
+    scores = torch.sigmoid(torch.randn(2, 40, generator=g) * 3).to(dtype) + 1e-3
+    mask = torch.zeros(2, 40, dtype=torch.bool)
+    mask[1, 31:] = True
+    base = 1e5
+    assert math.isinf(torch.tensor(base, dtype=torch.float16).item())
+    idx_h, w_h, s_h, m_h = torch_impl.tournament(scores, 5, mask, base)
+    idx_f, w_f, s_f, m_f = torch_impl.tournament(scores.float(), 5, mask, base)
+    assert w_h.dtype == torch.float32 and torch.isfinite(w_h).all()
+    assert torch.equal(idx_h, idx_f) and torch.equal(w_h, w_f) and torch.equal(m_h, m_f)
+    assert s_h.dtype == dtype and torch.equal(s_h, s_f.to(dtype))
+
+    y, ys, ym = successive_halving_topk(x, scores, 5, mask=mask, base=base, impl=impl)
+    y32, ys32, ym32 = successive_halving_topk(x.float(), scores.float(), 5, mask=mask, base=base,
+                                              impl=impl)
+    assert y.dtype == dtype and ys.dtype == dtype
+    assert torch.isfinite(y).all() and torch.isfinite(ys).all()
+    assert torch.equal(ym, ym32)
+    torch.testing.assert_close(y.float(), y32, rtol=EPS[dtype], atol=EPS[dtype])
+    torch.testing.assert_close(ys.float(), ys32, rtol=EPS[dtype], atol=0)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("n, k", [(64, 16), (100, 7), (33, 32), (8, 8), (5, 9)])
+def test_half_inputs_match_float32_within_rounding(dtype, impl, n, k):
+    """Float32 inputs rounded to the half dtype give the float32 result within the rounding of x.
+
+    Scores are multiples of 1/128 (exact in bf16 and fp16) so rounding cannot reorder them; x loses
+    at most eps*|x| per element and the outputs are convex combinations of x."""
+    g = torch.Generator().manual_seed(n * 100 + k)
+    x = torch.randn(3, n, 32, generator=g)
+    scores = (torch.randperm(3 * n, generator=g).view(3, n) % 120 + 4).float() / 128
+    mask = torch.rand(3, n, generator=g) < 0.2
+    mask[2] = True  # an all-padding row
+    x.requires_grad_()
+    xh = x.detach().to(dtype).requires_grad_()
+    sh = scores.to(dtype).requires_grad_()
+    s32 = scores.clone().requires_grad_()
+    assert torch.equal(sh.float(), scores)
+    y, ys, ym = successive_halving_topk(xh, sh, k, mask=mask, impl=impl)
+    y32, ys32, ym32 = successive_halving_topk(x, s32, k, mask=mask, impl=impl)
+    assert torch.equal(ym, ym32)
+    tol = 2 * EPS[dtype] * x.abs().max().item()
+    torch.testing.assert_close(y.float(), y32, rtol=0, atol=tol)
+    torch.testing.assert_close(ys.float(), ys32, rtol=EPS[dtype], atol=0)
+    weights = torch.randn(y.shape, generator=g)
+    (y.float() * weights).sum().backward()
+    (y32 * weights).sum().backward()
+    assert torch.isfinite(xh.grad.float()).all()
+    torch.testing.assert_close(xh.grad.float(), x.grad, rtol=4 * EPS[dtype], atol=4 * EPS[dtype])
+    if k >= n:  # the identity: scores play no part
+        return
+    assert torch.isfinite(sh.grad.float()).all()
+    scale = max(1.0, s32.grad.abs().max().item())
+    torch.testing.assert_close(sh.grad.float(), s32.grad, rtol=0, atol=16 * EPS[dtype] * scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# whole models in half precision, every pooling option
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return copy_task(tmp_path_factory.mktemp("prec_copy"), sizes=(64, 8, 6))
+
+
+def build(data, pooling):
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, [
+        str(data), "--user-dir", USER_DIR, "--task", "translation", "--arch", "pyramidion_tiny",
+        "--source-lang", "src", "--target-lang", "tgt", "--share-all-embeddings",
+        "--max-source-positions", "1024", "--encoder-pooling", pooling, "--dropout", "0",
+    ])
+    task = tasks.setup_task(args)
+    torch.manual_seed(0)
+    return task.build_model(args), task
+
+
+@pytest.mark.parametrize("pooling", sorted(POOLERS))
+def test_half_precision_model_forward_backward_is_finite(data, pooling):
+    """What fairseq --bf16 / --fp16 do to the model: cast it, run it. Loss and every gradient finite;
+    the encoder's pooled output keeps the model's dtype."""
+    model, task = build(data, pooling)
+    d = task.source_dictionary
+    g = torch.Generator().manual_seed(3)
+    lengths = [160, 90, 7]
+    tokens = torch.full((3, 160), d.pad())
+    for row, n in enumerate(lengths):
+        tokens[row, : n - 1] = torch.randint(d.nspecial, len(d), (n - 1,), generator=g)
+        tokens[row, n - 1] = d.eos()
+    target = torch.randint(d.nspecial, len(d), (3, 6), generator=g)
+    prev = torch.cat([torch.full((3, 1), d.eos()), target[:, :-1]], dim=1)
+    for dtype in HALF:
+        half = model.to(dtype)
+        half.zero_grad(set_to_none=True)
+        enc = half.encoder(tokens, torch.tensor(lengths))
+        assert enc["encoder_out"][0].dtype == dtype
+        assert torch.isfinite(enc["encoder_out"][0]).all()
+        logits, _ = half(tokens, torch.tensor(lengths), prev)
+        loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), target.view(-1))
+        assert torch.isfinite(loss)
+        loss.backward()
+        bad = [n for n, p in half.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        assert not bad, f"{dtype}: non-finite gradients in {bad}"
+
+
+# ---------------------------------------------------------------------------------------------
+# fairseq's training loop in bf16 on the CPU
+
+# fairseq 0.12 turns --bf16 into --tpu (torch_xla) unconditionally; this launcher is fairseq-train
+# with only that implication removed when torch_xla is absent, and it reports the model's dtype.
+BF16_LAUNCHER = r"""
+import importlib.util, sys
+from fairseq import options
+import fairseq.trainer
+
+_parse = options.parse_args_and_arch
+def parse(*args, **kwargs):
+    parsed = _parse(*args, **kwargs)
+    if getattr(parsed, "bf16", False) and importlib.util.find_spec("torch_xla") is None:
+        parsed.tpu = False
+    return parsed
+options.parse_args_and_arch = parse
+
+_init = fairseq.trainer.Trainer.__init__
+def init(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    print("MODEL_DTYPES", sorted({str(p.dtype) for p in self.model.parameters()}), flush=True)
+fairseq.trainer.Trainer.__init__ = init
+
+from fairseq_cli.train import cli_main
+sys.argv[0] = "fairseq-train"
+cli_main()
+"""
+
+
+@pytest.mark.slow
+def test_fairseq_train_bf16_on_cpu_has_finite_losses(data, tmp_path):
+    argv = [sys.executable, "-c", BF16_LAUNCHER, str(data), "--user-dir", USER_DIR,
+            "--task", "translation", "--arch", "pyramidion_tiny", "--source-lang", "src",
+            "--target-lang", "tgt", "--share-all-embeddings", "--dataset-impl", "mmap",
+            "--optimizer", "adam", "--lr", "1e-3", "--max-sentences", "8", "--max-update", "3",
+            "--cpu", "--bf16", "--seed", "3", "--num-workers", "0", "--log-format", "simple",
+            "--log-interval", "1", "--valid-subset", "dev-0", "--criterion",
+            "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+            "--max-source-positions", "256", "--save-dir", str(tmp_path / "ckpt"),
+            "--no-epoch-checkpoints"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "MODEL_DTYPES ['torch.bfloat16']" in log
+    losses = {int(u): float(v) for v, u in
+              re.findall(r"train_inner.*? loss=([-\w.]+),.*?num_updates=(\d+)", log)}
+    assert sorted(losses) == [1, 2, 3]
+    assert all(math.isfinite(v) for v in losses.values()), losses
+    valid = re.search(r"valid on 'dev-0' subset \| loss ([-\w.]+)", log)
+    assert valid and math.isfinite(float(valid.group(1)))
+    assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()

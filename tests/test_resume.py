@@ -1,0 +1,178 @@
+"""Resume: fairseq-train killed with SIGKILL in the middle of an epoch, restarted with the same
+command, continues from checkpoint_last.pt exactly like a run that was never interrupted (same
+update count, same data order, same parameters). Broken checkpoints stop fairseq-generate and
+fairseq-train with one clear line."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from conftest import USER_DIR
+from corpus import copy_task, fairseq_cli
+
+TIMEOUT = 600
+UPDATES_PER_EPOCH = 8  # 64 documents, batches of 4, --update-freq 2
+MAX_UPDATE = 12        # the uninterrupted run crosses into epoch 2
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return copy_task(tmp_path_factory.mktemp("resume_copy"), sizes=(64, 8, 6))
+
+
+def train_argv(data, save_dir, *extra):
+    # dropout stays on: fairseq reseeds every update from --seed + num_updates, so a resumed run
+    # draws the same masks as the uninterrupted one
+    return [fairseq_cli("fairseq-train"), str(data), "--user-dir", USER_DIR, "--task", "translation",
+            "--arch", "pyramidion_tiny", "--source-lang", "src", "--target-lang", "tgt",
+            "--share-all-embeddings", "--dataset-impl", "mmap", "--optimizer", "adam", "--lr", "1e-3",
+            "--dropout", "0.1", "--max-sentences", "4", "--update-freq", "2", "--cpu", "--seed", "7",
+            "--num-workers", "0", "--log-format", "simple", "--log-interval", "1",
+            "--disable-validation", "--max-source-positions", "256",
+            "--save-interval-updates", "2", "--no-epoch-checkpoints",
+            "--max-update", str(MAX_UPDATE), "--save-dir", str(save_dir), *extra]
+
+
+def _env():
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    return env
+
+
+def run(argv, cwd, expect_ok=True):
+    proc = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    if expect_ok:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def losses_by_update(log):
+    return {int(m.group(2)): float(m.group(1)) for m in
+            re.finditer(r"train_inner .*? loss=([\d.]+),.*?num_updates=(\d+)", log)}
+
+
+def checkpoint_position(path):
+    state = torch.load(path, map_location="cpu")
+    itr = state["extra_state"]["train_iterator"]
+    return state["optimizer_history"][-1]["num_updates"], itr["epoch"], itr["iterations_in_epoch"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume_ref")
+    proc = run(train_argv(data, root / "ckpt"), root)
+    return root, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_restart_matches_an_uninterrupted_run(data, uninterrupted, tmp_path):
+    ref_root, ref_log = uninterrupted
+    reference = losses_by_update(ref_log)
+    assert sorted(reference) == list(range(1, MAX_UPDATE + 1))
+
+    save = tmp_path / "ckpt"
+    argv = train_argv(data, save)
+    log = open(tmp_path / "killed.log", "w")
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        # the first mid-epoch checkpoint (written atomically as checkpoint_1_2.pt); the run has
+        # ten updates to go when it appears, so the kill lands in the middle of training
+        while not (save / "checkpoint_1_2.pt").exists():
+            assert proc.poll() is None, "training ended before its first checkpoint"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    killed_log = (tmp_path / "killed.log").read_text()
+
+    updates, epoch, offset = checkpoint_position(save / "checkpoint_last.pt")
+    assert epoch == 1 and 0 < updates < UPDATES_PER_EPOCH  # a mid-epoch position
+    assert offset == 2 * updates  # batches consumed: --update-freq 2
+    assert "done training" not in killed_log
+
+    resumed = run(argv, tmp_path)  # the very same command
+    resumed_log = resumed.stdout + resumed.stderr
+    assert re.search(rf"Loaded checkpoint \S*checkpoint_last\.pt \(epoch 1 @ {updates} updates\)",
+                     resumed_log), resumed_log[-3000:]
+    losses = losses_by_update(resumed_log)
+    assert sorted(losses) == list(range(updates + 1, MAX_UPDATE + 1))
+    # same batches in the same order, including the rest of epoch 1 and all of epoch 2
+    assert losses == {u: reference[u] for u in losses}
+    assert checkpoint_position(save / "checkpoint_last.pt") == \
+        checkpoint_position(ref_root / "ckpt" / "checkpoint_last.pt")
+    mine = torch.load(save / "checkpoint_last.pt", map_location="cpu")["model"]
+    ref = torch.load(ref_root / "ckpt" / "checkpoint_last.pt", map_location="cpu")["model"]
+    assert mine.keys() == ref.keys()
+    worst = max((mine[k] - ref[k]).abs().max().item() for k in mine)
+    assert worst <= 1e-6, f"parameters differ by up to {worst}"
+
+
+def _last_line(proc):
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def _assert_clear(proc, *needles):
+    assert proc.returncode != 0
+    last = _last_line(proc)
+    assert last.startswith("deep_pyramidion.checkpoint_safety.CheckpointError: "), proc.stderr[-3000:]
+    for needle in needles:
+        assert needle in last, last
+    # the traceback ends in the plugin's wrapper, not inside torch's unpickler or pickle
+    assert "_weights_only_unpickler" not in proc.stderr and "pickle.py" not in proc.stderr
+
+
+def test_truncated_checkpoint_through_fairseq_generate(data, uninterrupted, tmp_path):
+    ref_root, _ = uninterrupted
+    good = (ref_root / "ckpt" / "checkpoint_last.pt").read_bytes()
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(good[: len(good) // 2])
+    proc = run([fairseq_cli("fairseq-generate"), str(data), "--user-dir", USER_DIR,
+                "--task", "translation", "--source-lang", "src", "--target-lang", "tgt",
+                "--path", str(bad), "--gen-subset", "test-A", "--beam", "2", "--max-len-b", "5"],
+               tmp_path, expect_ok=False)
+    _assert_clear(proc, str(bad), "truncated")
+
+
+def test_corrupted_restore_file_through_fairseq_train(data, uninterrupted, tmp_path):
+    ref_root, _ = uninterrupted
+    good = bytearray((ref_root / "ckpt" / "checkpoint_last.pt").read_bytes())
+    good[len(good) // 2] ^= 0xFF  # one byte in the middle: inside some tensor's data
+    bad = tmp_path / "flipped.pt"
+    bad.write_bytes(bytes(good))
+    proc = run(train_argv(data, tmp_path / "ckpt", "--restore-file", str(bad)), tmp_path,
+               expect_ok=False)
+    _assert_clear(proc, str(bad), "corrupted")
+
+
+@pytest.mark.slow
+def test_truncated_checkpoint_last_names_the_way_back(data, uninterrupted, tmp_path):
+    """A checkpoint_last.pt cut short (disk full, or a copy killed before copies were atomic) stops
+    the restart with a hint naming the newest intact checkpoint; following it resumes training."""
+    ref_root, _ = uninterrupted
+    save = tmp_path / "ckpt"
+    save.mkdir()
+    shutil.copy(ref_root / "ckpt" / "checkpoint_1_4.pt", save / "checkpoint_1_4.pt")
+    good = (ref_root / "ckpt" / "checkpoint_last.pt").read_bytes()
+    (save / "checkpoint_last.pt").write_bytes(good[:1000])
+    proc = run(train_argv(data, save), tmp_path, expect_ok=False)
+    _assert_clear(proc, "checkpoint_last.pt", "--restore-file")
+    hint = re.search(r"--restore-file (\S+)", _last_line(proc)).group(1)
+    assert hint.endswith("checkpoint_1_4.pt")
+
+    argv = train_argv(data, save, "--restore-file", hint)
+    argv[argv.index("--max-update") + 1] = "5"
+    log = run(argv, tmp_path)
+    text = log.stdout + log.stderr
+    assert re.search(r"Loaded checkpoint \S*checkpoint_1_4\.pt \(epoch 1 @ 4 updates\)", text)
+    assert sorted(losses_by_update(text)) == [5]
