@@ -67,8 +67,9 @@ def run_blockwise(
 ) -> Tensor:
     """Run ``layer(x, padding_mask)`` independently on every live chunk of ``x`` (T, B, C)."""
     T = x.size(0)
-    if T <= chunk_size:
-        # one chunk per row: the plain layer is already blockwise
+    if T <= chunk_size and (padding_mask is None or not padding_mask.all(dim=1).any()):
+        # one chunk per row and each holds a real token: the plain layer is already blockwise
+        # (a row of only padding goes through split_chunks, which leaves it out)
         return layer(x, padding_mask)
     chunks = split_chunks(x, padding_mask, chunk_size)
     mask = chunks.padding_mask if chunks.padding_mask.any() else None
