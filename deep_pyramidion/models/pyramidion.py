@@ -152,6 +152,14 @@ class PyramidionEncoder(TransformerEncoder):
 
     def __init__(self, args, dictionary, embed_tokens):
         super().__init__(args, dictionary, embed_tokens)
+        from fairseq.modules.sinusoidal_positional_embedding import SinusoidalPositionalEmbedding
+
+        if isinstance(self.embed_positions, SinusoidalPositionalEmbedding):
+            # sinusoidal positions extend to any length, but fairseq reports a 1e5 cap: a document
+            # over 100k tokens was skipped in training and refused by fairseq-generate even with
+            # a larger --max-source-positions
+            self.embed_positions.max_positions = max(self.embed_positions.max_positions,
+                                                     self.max_source_positions)
         self.attention = args.encoder_attention
         self.chunk_size = args.chunk_size
         schedule = {}
