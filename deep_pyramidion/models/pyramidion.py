@@ -42,6 +42,12 @@ LEGACY_SPARSE_ATTN = {
 class PyramidionModel(TransformerModel):
     """Transformer whose encoder learns which token representations to keep (DeepPyramidion)."""
 
+    def __init__(self, args, encoder, decoder):
+        super().__init__(args, encoder, decoder)
+        # a bound method, not a module: the decoder is not registered twice (see
+        # PyramidionEncoder.reorder_encoder_out)
+        encoder.set_decoder_beam_size = decoder.set_beam_size
+
     @classmethod
     def add_args(cls, parser):
         super().add_args(parser)
@@ -223,12 +229,30 @@ class PyramidionEncoder(TransformerEncoder):
             "row_source": [torch.arange(x.size(1), device=x.device)],  # B, see reorder_encoder_out
         }
 
+    def forward(self, src_tokens, src_lengths: Optional[Tensor] = None,
+                return_all_hiddens: bool = False, token_embeddings: Optional[Tensor] = None):
+        # a new encoder output: its rows are documents until beam search expands them
+        self._set_decoder_beam(1)
+        return super().forward(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
+
+    def _set_decoder_beam(self, beam: int):
+        setter = getattr(self, "set_decoder_beam_size", None)
+        if setter is not None:
+            setter(beam)
+
     @torch.jit.export
     def reorder_encoder_out(self, encoder_out, new_order):
         """Beam search reorders the encoder output at every step, but beams of one source hold
         identical rows, so most of those reorders permute equal rows. ``row_source`` records which
         source each row holds; a reorder that leaves every row's source unchanged is skipped, and
-        only the initial beam expansion and the removal of finished sources copy anything."""
+        only the initial beam expansion and the removal of finished sources copy anything.
+
+        A reorder that does copy also tells the decoder how many rows each source has when they
+        come in equal contiguous runs (the beam search layout): fairseq's MultiheadAttention then
+        projects the encoder output to cross-attention keys/values once per source, not once per
+        beam row, and caches them once per source. (SequenceGenerator asks the model for this via
+        ``set_beam_size``, which fairseq's TransformerModel does not have, so the request is lost.)
+        Every encoder forward resets it to 1, so teacher-forced passes never see a beam size."""
         sources = encoder_out.get("row_source", [])
         if len(sources) > 0:
             new_sources = sources[0].index_select(0, new_order)
@@ -238,7 +262,20 @@ class PyramidionEncoder(TransformerEncoder):
             new_sources = new_order
         reordered = super().reorder_encoder_out(encoder_out, new_order)
         reordered["row_source"] = [new_sources]
+        self._set_decoder_beam(rows_per_source(new_sources) if len(sources) > 0 else 1)
         return reordered
+
+
+def rows_per_source(sources: Tensor) -> int:
+    """g when ``sources`` (rows,) is runs of exactly g equal entries with no source in two runs
+    (beam search's layout: row b * g + j holds source b); else 1."""
+    values, counts = torch.unique_consecutive(sources, return_counts=True)
+    if counts.numel() == 0:
+        return 1
+    g = int(counts[0])
+    if g > 1 and bool((counts == g).all()) and torch.unique(values).numel() == values.numel():
+        return g
+    return 1
 
 
 @register_model_architecture("pyramidion", "pyramidion_base")
