@@ -91,3 +91,34 @@ class SuccessiveHalvingPooler(nn.Module):
             sort_back=self.sort_back, impl=self.impl,
         )
         return y, y_mask
+
+
+@register_pooler("hard-topk")
+class HardTopkPooler(nn.Module):
+    """Plain top-k: keep the ``width`` best-scored tokens, in document order (the paper's ablation).
+
+    The selection itself has no gradient; the scorer learns through a straight-through gate: every
+    kept token is multiplied by ``1 + s - stop_gradient(s)``, which is 1 in the forward pass and
+    passes d loss / d s = <d loss / d y, x> back to its score s.
+    """
+
+    def __init__(self, embed_dim: int, width: int, args):
+        super().__init__()
+        self.width = width
+        self.scorer = TokenScorer(embed_dim, getattr(args, "encoder_pooling_arch", "linear"))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
+        B, n, D = x.shape
+        if mask is None:
+            mask = torch.zeros(B, n, dtype=torch.bool, device=x.device)
+        scores = torch.sigmoid(self.scorer(x).float())                     # (B, n)
+        k = min(self.width, n)
+        if k >= n:
+            return keep_in_graph(x, scores), mask
+        # rank on a copy where padding is -inf, but gate with the finite score (-inf - -inf = NaN)
+        idx = scores.masked_fill(mask, float("-inf")).topk(k, dim=1).indices.sort(dim=1).values
+        kept = scores.gather(1, idx)                                       # (B, k)
+        gate = (1.0 + kept - kept.detach()).to(x.dtype)
+        y = x.gather(1, idx.unsqueeze(-1).expand(B, k, D)) * gate.unsqueeze(-1)  # (B, k, D)
+        y_mask = mask.gather(1, idx)                                       # (B, k)
+        return y.masked_fill(y_mask.unsqueeze(-1), 0.0), y_mask

@@ -1,0 +1,174 @@
+"""The Compressive Transformer's compression functions as poolers: avg, max, conv, dilated-conv,
+most-used (Rae et al., 2020; seeds/004).
+
+Shape legend:
+    B   batch               n   input length           D   channels
+    k   output width, min(width, n)
+    r   rate, ceil(n / k): output j summarizes the window of input positions [j*r, (j+1)*r)
+    K   learned taps of conv / dilated-conv (--compression-taps)
+
+The rate is the one of the batch at hand, so one module serves every length (a model trained on 2k
+tokens reads 8k at inference with a rate 4x larger). When r does not divide n, the input is padded
+up to k*r with masked positions: masked positions never contribute to an output, and an output
+window holding only padding is masked (y_mask True, value 0). Nothing is dropped from the tail.
+"""
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from deep_pyramidion.modules.pooling import keep_in_graph, register_pooler
+
+
+def split_windows(x: Tensor, mask: Optional[Tensor], k: int) -> Tuple[Tensor, Tensor, int]:
+    """(B, n, D) + (B, n) -> windows (B, k, r, D) + (B, k, r), and r; padded positions masked."""
+    B, n, D = x.shape
+    r = -(-n // k)
+    pad = k * r - n
+    if mask is None:
+        mask = torch.zeros(B, n, dtype=torch.bool, device=x.device)
+    if pad:
+        x = F.pad(x, (0, 0, 0, pad))                    # (B, k*r, D)
+        mask = F.pad(mask, (0, pad), value=True)        # (B, k*r)
+    return x.view(B, k, r, D), mask.view(B, k, r), r   # (B, k, r, D), (B, k, r)
+
+
+class WindowPooler(nn.Module):
+    """Base of the window poolers: identity when nothing needs pooling, windows otherwise."""
+
+    def __init__(self, embed_dim: int, width: int, args):
+        super().__init__()
+        if width <= 0:
+            raise ValueError(f"pooling width must be positive, got {width}")
+        self.embed_dim = embed_dim
+        self.width = width
+
+    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        B, n, _ = x.shape
+        if mask is None:
+            mask = torch.zeros(B, n, dtype=torch.bool, device=x.device)
+        k = min(self.width, n)
+        if k >= n:
+            params = [p.sum() for p in self.parameters()]
+            # trainable poolers stay in the graph (DDP) on batches too short to pool
+            return (keep_in_graph(x, torch.stack(params)) if params else x), mask
+        xw, mw, r = split_windows(x.masked_fill(mask.unsqueeze(-1), 0.0), mask, k)
+        y_mask = mw.all(dim=-1)                                         # (B, k)
+        y = self.pool_windows(xw, mw, r)                                # (B, k, D)
+        return y.masked_fill(y_mask.unsqueeze(-1), 0.0), y_mask
+
+    def pool_windows(self, xw: Tensor, mw: Tensor, r: int) -> Tensor:
+        """(B, k, r, D) with masked positions already zero, (B, k, r) -> (B, k, D)."""
+        raise NotImplementedError
+
+
+@register_pooler("avg")
+class AvgPooler(WindowPooler):
+    """Mean over the real positions of each window (kernel = stride = r)."""
+
+    def pool_windows(self, xw, mw, r):
+        count = (~mw).sum(dim=-1, keepdim=True).clamp(min=1).to(xw.dtype)   # (B, k, 1)
+        return xw.sum(dim=2) / count
+
+
+@register_pooler("max")
+class MaxPooler(WindowPooler):
+    """Channel-wise max over the real positions of each window (kernel = stride = r)."""
+
+    def pool_windows(self, xw, mw, r):
+        return xw.masked_fill(mw.unsqueeze(-1), float("-inf")).amax(dim=2)  # (B, k, D)
+
+
+class _LearnedTaps(WindowPooler):
+    """A D -> D convolution whose K taps are parameters; subclasses map them onto a window."""
+
+    def __init__(self, embed_dim: int, width: int, args):
+        super().__init__(embed_dim, width, args)
+        taps = getattr(args, "compression_taps", 4)
+        if not isinstance(taps, int) or taps < 1:
+            raise ValueError(f"--compression-taps must be a positive integer, got {taps!r}")
+        self.taps = taps
+        self.weight = nn.Parameter(torch.empty(embed_dim, embed_dim, taps))  # (D_out, D_in, K)
+        self.bias = nn.Parameter(torch.empty(embed_dim))
+        # nn.Conv1d's initialisation for a kernel of K taps
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        bound = 1.0 / math.sqrt(embed_dim * taps)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    @staticmethod
+    def flat(xw: Tensor) -> Tensor:
+        B, k, r, D = xw.shape
+        return xw.reshape(B, k * r, D).transpose(1, 2)   # (B, k, r, D) -> (B, D, k*r)
+
+
+@register_pooler("conv")
+class ConvPooler(_LearnedTaps):
+    """1D convolution with kernel = stride = r.
+
+    The kernel is stored at a fixed resolution of K taps and resampled linearly to the r taps of
+    the batch at hand, scaled by K/r so that the output's scale does not follow the rate (the sum
+    of the taps is kept exactly for K <= 2, approximately beyond). One set of weights serves every
+    rate, and every position of a window contributes.
+    """
+
+    def pool_windows(self, xw, mw, r):
+        weight = self.weight.to(xw.dtype)
+        if r != self.taps:
+            weight = F.interpolate(weight, size=r, mode="linear", align_corners=False) \
+                * (self.taps / r)                                          # (D, D, K) -> (D, D, r)
+        y = F.conv1d(self.flat(xw), weight, self.bias.to(xw.dtype), stride=r)  # (B, D, k)
+        return y.transpose(1, 2)                                          # (B, k, D)
+
+
+@register_pooler("dilated-conv")
+class DilatedConvPooler(_LearnedTaps):
+    """Dilated 1D convolution, stride r: K taps spaced d = max(1, r // K) apart inside each window.
+
+    It reads K tokens per window (every d-th, starting at the window's first position) with a
+    parameter count independent of the rate; when r > K the other positions are skipped. Taps
+    that would fall into the next window (r < K) are cut off.
+    """
+
+    def pool_windows(self, xw, mw, r):
+        d = max(1, r // self.taps)
+        used = min(self.taps, (r - 1) // d + 1)      # taps t with t*d < r
+        weight = self.weight[..., :used].to(xw.dtype)                   # (D, D, used)
+        y = F.conv1d(self.flat(xw), weight, self.bias.to(xw.dtype), stride=r, dilation=d)
+        return y.transpose(1, 2)                                         # (B, D, k) -> (B, k, D)
+
+
+@register_pooler("most-used")
+class MostUsedPooler(nn.Module):
+    """Keep the k tokens that received the most attention in the layer just run, in document order.
+
+    No trainable scorer: the encoder runs the layer before this pooler with ``need_received`` (the
+    attention each token received as a key, summed over heads and queries, computed by the same
+    pattern as the layer itself) and passes it as ``received``. Gradients reach the kept tokens.
+    """
+
+    needs_attention = True
+
+    def __init__(self, embed_dim: int, width: int, args):
+        super().__init__()
+        if width <= 0:
+            raise ValueError(f"pooling width must be positive, got {width}")
+        self.width = width
+
+    def forward(self, x: Tensor, mask: Optional[Tensor], received: Optional[Tensor] = None):
+        B, n, D = x.shape
+        if mask is None:
+            mask = torch.zeros(B, n, dtype=torch.bool, device=x.device)
+        k = min(self.width, n)
+        if k >= n:
+            return x, mask
+        if received is None or received.shape != (B, n):
+            raise ValueError("most-used pooling needs the attention each token received, (B, n); "
+                             f"got {None if received is None else tuple(received.shape)}")
+        usage = received.float().masked_fill(mask, float("-inf"))         # padding ranks last
+        idx = usage.topk(k, dim=1).indices.sort(dim=1).values              # (B, k) document order
+        y = x.gather(1, idx.unsqueeze(-1).expand(B, k, D))                 # (B, k, D)
+        y_mask = mask.gather(1, idx)                                       # (B, k)
+        return y.masked_fill(y_mask.unsqueeze(-1), 0.0), y_mask
