@@ -74,3 +74,55 @@ def run_blockwise(
     chunks = split_chunks(x, padding_mask, chunk_size)
     mask = chunks.padding_mask if chunks.padding_mask.any() else None
     return merge_chunks(layer(chunks.x, mask), chunks)
+
+
+# Additions for the other attention patterns (modules/attention.py). The functions above keep their
+# behaviour; these only add ways to get at every chunk and to carry extra per-token outputs.
+
+
+def all_chunks(x: Tensor, padding_mask: Optional[Tensor], chunk_size: int):
+    """(T, B, C) + (B, T) -> every chunk, dead ones included: (c, B*N, C), (B*N, c), N.
+
+    Patterns that pair a chunk with its neighbour (memory of the previous chunk) need the full grid,
+    so that chunk ``b*N + n - 1`` is the one before chunk ``b*N + n``; they select live chunks after
+    pairing.
+    """
+    if chunk_size <= 0:
+        raise ValueError(f"--chunk-size must be positive, got {chunk_size}")
+    T, B, C = x.shape
+    c = min(chunk_size, T)
+    N = -(-T // c)
+    pad = N * c - T
+    if padding_mask is None:
+        padding_mask = x.new_zeros(B, T, dtype=torch.bool)
+    if pad:
+        x = F.pad(x, (0, 0, 0, 0, 0, pad))                          # (N*c, B, C)
+        padding_mask = F.pad(padding_mask, (0, pad), value=True)    # (B, N*c)
+    chunks = x.view(N, c, B, C).permute(1, 2, 0, 3).reshape(c, B * N, C)  # (c, B*N, C), chunk b*N+n
+    return chunks, padding_mask.reshape(B * N, c), N                       # mask (B*N, c)
+
+
+def run_blockwise_multi(
+    layer: Callable[[Tensor, Optional[Tensor]], tuple],
+    x: Tensor,
+    padding_mask: Optional[Tensor],
+    chunk_size: int,
+) -> tuple:
+    """:func:`run_blockwise` for a layer that returns a tuple of time-first tensors.
+
+    Each returned tensor is (c, L, ...) per chunk, e.g. the output (c, L, C) and the attention each
+    token received (c, L); each comes back as (T, B, ...), dead chunks as zeros.
+    """
+    T = x.size(0)
+    if T <= chunk_size and (padding_mask is None or not padding_mask.all(dim=1).any()):
+        # as run_blockwise: one chunk per row, each holding a real token
+        return tuple(layer(x, padding_mask))
+    chunks = split_chunks(x, padding_mask, chunk_size)
+    mask = chunks.padding_mask if chunks.padding_mask.any() else None
+    merged = []
+    for out in layer(chunks.x, mask):
+        if out.dim() == 2:
+            merged.append(merge_chunks(out.unsqueeze(-1), chunks).squeeze(-1))  # (c, L) -> (T, B)
+        else:
+            merged.append(merge_chunks(out, chunks))                     # (c, L, C) -> (T, B, C)
+    return tuple(merged)
