@@ -11,3 +11,4 @@ batching.install()
 checkpoint_safety.install()
 
 from deep_pyramidion.models import pyramidion  # noqa: E402,F401  (registers the model)
+from deep_pyramidion import criterions  # noqa: E402,F401  (registers the reconstruction criterion)

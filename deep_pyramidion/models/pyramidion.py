@@ -17,17 +17,25 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from fairseq.distributed import fsdp_wrap
 from fairseq.models import register_model, register_model_architecture
-from fairseq.models.transformer import TransformerEncoder, TransformerModel, base_architecture
+from fairseq.models.transformer import (
+    TransformerConfig, TransformerEncoder, TransformerModel, base_architecture,
+)
+from fairseq.modules.checkpoint_activations import checkpoint_wrapper
 
-from deep_pyramidion.modules.blockwise import run_blockwise
+from deep_pyramidion.modules.attention import (
+    ATTENTION_PATTERNS, NO_COMPRESSION, LayerOutput, build_attention_pattern,
+    check_attention_options,
+)
+from deep_pyramidion.modules.encoder_layer import PyramidionEncoderLayer
 from deep_pyramidion.modules.pooling import POOLERS, build_pooler
 from deep_pyramidion.schedule import FLAG as SCHEDULE_FLAG
 from deep_pyramidion.schedule import inactive_pooling_layers, parse_pooling_schedule
 
 logger = logging.getLogger(__name__)
 
-ENCODER_ATTENTIONS = ("blockwise", "full")
+ENCODER_ATTENTIONS = tuple(ATTENTION_PATTERNS)  # blockwise, full, strided, fixed, blockwise-memory
 NO_POOLING = ("none", "lambda")  # "lambda" is the released code's name for the identity
 TOPK_IMPLS = ("auto", "reference", "torch", "triton")
 # --use-sparse-attn of the released code -> (--encoder-attention, forced --encoder-pooling or None)
@@ -54,11 +62,32 @@ class PyramidionModel(TransformerModel):
         # no defaults here: fairseq adds model args with argparse.SUPPRESS and the architecture
         # functions below fill in whatever the user did not give
         parser.add_argument("--encoder-attention", choices=ENCODER_ATTENTIONS,
-                            help="self-attention pattern of the encoder (default: blockwise)")
+                            help="self-attention pattern of the encoder (default: blockwise); "
+                                 "see deep_pyramidion/modules/attention.py")
+        parser.add_argument("--attention-stride", type=int, metavar="L",
+                            help="strided/fixed: block length l; 0 = ceil(sqrt(length)) at each "
+                                 "layer (default: 0)")
+        parser.add_argument("--fixed-summary-cells", type=int, metavar="S",
+                            help="fixed: summary cells per block (default: 4)")
+        parser.add_argument("--memory-compression", type=str, metavar="NAME",
+                            help="blockwise-memory: also attend to the earlier chunks, each "
+                                 "compressed by this pooler (avg, max, conv, dilated-conv, "
+                                 "most-used, seqpool, topk, hard-topk); none = off (default)")
+        parser.add_argument("--memory-compression-rate", type=int, metavar="R",
+                            help="blockwise-memory: a chunk of c tokens is compressed to "
+                                 "ceil(c/R) slots (default: 4)")
+        parser.add_argument("--compressed-memory-chunks", type=int, metavar="M",
+                            help="blockwise-memory: compressed memory holds the M most recent "
+                                 "chunks before the previous one; 0 = all (default: 0)")
+        parser.add_argument("--compression-taps", type=int, metavar="K",
+                            help="conv / dilated-conv pooling: learned taps, resampled to the "
+                                 "rate (conv) or spread over the window (dilated-conv) "
+                                 "(default: 4)")
         parser.add_argument("--chunk-size", type=int, metavar="N",
                             help="tokens per chunk of blockwise attention (default: 512)")
         parser.add_argument("--encoder-pooling", type=str, metavar="NAME",
-                            help="pooling between encoder layers: topk (default), none; "
+                            help="pooling between encoder layers: topk (default), hard-topk, "
+                                 "avg, max, conv, dilated-conv, most-used, seqpool, none; "
                                  "'lambda' is the released code's name for none")
         parser.add_argument("--encoder-pooling-arch", choices=("linear", "ffn"),
                             help="token scorer of the pooler (default: linear)")
@@ -104,6 +133,22 @@ class PyramidionModel(TransformerModel):
     def build_encoder(cls, args, src_dict, embed_tokens):
         return PyramidionEncoder(args, src_dict, embed_tokens)
 
+    def forward(self, src_tokens, src_lengths, prev_output_tokens, return_all_hiddens: bool = True,
+                features_only: bool = False, alignment_layer: Optional[int] = None,
+                alignment_heads: Optional[int] = None):
+        """fairseq's forward, plus the encoder's auxiliary loss in the decoder's extra output, where
+        criteria look for such terms (label_smoothed_cross_entropy_with_reconstruction does)."""
+        encoder_out = self.encoder(src_tokens, src_lengths=src_lengths,
+                                   return_all_hiddens=return_all_hiddens)
+        decoder_out = self.decoder(
+            prev_output_tokens, encoder_out=encoder_out, features_only=features_only,
+            alignment_layer=alignment_layer, alignment_heads=alignment_heads,
+            src_lengths=src_lengths, return_all_hiddens=return_all_hiddens,
+        )
+        if "reconstruction_loss" in encoder_out:
+            decoder_out[1]["reconstruction_loss"] = encoder_out["reconstruction_loss"]
+        return decoder_out
+
     @classmethod
     def from_pretrained(cls, model_name_or_path, checkpoint_file="checkpoint_best.pt",
                         data_name_or_path=".", **kwargs):
@@ -134,9 +179,12 @@ def resolve_pyramidion_options(args):
         raise ValueError(
             f"--encoder-pooling: unknown value {args.encoder_pooling!r}; choose from "
             f"{sorted(set(POOLERS) | {'none', 'lambda'})}")
-    if args.encoder_attention not in ENCODER_ATTENTIONS:
-        raise ValueError(f"--encoder-attention: unknown value {args.encoder_attention!r}; "
-                         f"choose from {list(ENCODER_ATTENTIONS)}")
+    check_attention_options(args)
+    if getattr(POOLERS.get(args.encoder_pooling), "needs_attention", False) \
+            and args.encoder_layerdrop > 0:
+        raise ValueError(f"--encoder-pooling {args.encoder_pooling} ranks tokens by the attention "
+                         f"of the layer before it, which --encoder-layerdrop "
+                         f"{args.encoder_layerdrop} may skip; use --encoder-layerdrop 0")
     if not isinstance(args.chunk_size, int) or args.chunk_size <= 0:
         raise ValueError(f"--chunk-size must be a positive integer, got {args.chunk_size!r}")
     if args.topk_impl not in TOPK_IMPLS:
@@ -168,6 +216,9 @@ class PyramidionEncoder(TransformerEncoder):
                                                      self.max_source_positions)
         self.attention = args.encoder_attention
         self.chunk_size = args.chunk_size
+        # computes each layer's attention by its pattern; holds the compressors of
+        # blockwise-memory (no parameters otherwise, so full/blockwise state dicts are unchanged)
+        self.attention_pattern = build_attention_pattern(args, embed_tokens.embedding_dim)
         schedule = {}
         if args.encoder_pooling not in NO_POOLING:
             schedule = parse_pooling_schedule(args.enc_layers_and_token_width, args.encoder_layers)
@@ -177,17 +228,33 @@ class PyramidionEncoder(TransformerEncoder):
             {str(layer): build_pooler(args.encoder_pooling, embed_dim, width, args)
              for layer, width in schedule.items()})
 
-    def run_layer(self, index: int, x: Tensor, padding_mask: Optional[Tensor]) -> Tensor:
-        layer = self.layers[index]
-        if self.attention == "full":
-            return layer(x, encoder_padding_mask=padding_mask)
-        return run_blockwise(lambda xc, mc: layer(xc, encoder_padding_mask=mc), x, padding_mask,
-                             self.chunk_size)
+    def build_encoder_layer(self, cfg):
+        """fairseq's hook, with fairseq's activation checkpointing and FSDP wrapping; the layer is
+        fairseq's own plus external keys/values and usage (modules/encoder_layer.py)."""
+        cfg = TransformerConfig.from_namespace(cfg)
+        layer = PyramidionEncoderLayer(cfg, return_fc=self.return_fc)
+        checkpoint = cfg.checkpoint_activations
+        if checkpoint:
+            layer = checkpoint_wrapper(layer, offload_to_cpu=cfg.offload_activations)
+        # as fairseq: a checkpointed layer is always wrapped by FSDP, whatever its size
+        return fsdp_wrap(layer, min_num_params=cfg.min_params_to_wrap if not checkpoint else 0)
 
-    def pool(self, index: int, x: Tensor, padding_mask: Tensor):
+    def run_layer(self, index: int, x: Tensor, padding_mask: Optional[Tensor],
+                  need_received: bool = False) -> LayerOutput:
+        """Layer ``index`` on x (T, B, C) with the --encoder-attention pattern; with
+        ``need_received`` the output also holds the attention each token received, (T, B)."""
+        return self.attention_pattern.run(self.layers[index], index, x, padding_mask, need_received)
+
+    def pool(self, index: int, x: Tensor, padding_mask: Tensor, received: Optional[Tensor] = None):
         pooler = self.poolers[str(index)]
-        y, y_mask = pooler(x.transpose(0, 1), padding_mask)  # (T, B, C) -> (B, T, C) -> (B, k, C)
-        return y.transpose(0, 1), y_mask                       # (k, B, C), (B, k)
+        if getattr(pooler, "needs_attention", False):
+            if received is None:
+                raise RuntimeError(f"pooler of layer {index} needs the layer's attention")
+            # (T, B, C) -> (B, T, C), usage (T, B) -> (B, T)
+            y, y_mask = pooler(x.transpose(0, 1), padding_mask, received.transpose(0, 1))
+        else:
+            y, y_mask = pooler(x.transpose(0, 1), padding_mask)  # (T, B, C) -> (B, T, C) -> (B, k, C)
+        return y.transpose(0, 1), y_mask                         # (k, B, C), (B, k)
 
     def forward_scriptable(
         self,
@@ -202,21 +269,35 @@ class PyramidionEncoder(TransformerEncoder):
         x = x.transpose(0, 1)                                              # (T, B, C)
         encoder_states = [x] if return_all_hiddens else []
 
+        reconstruction_losses = []
         for index in range(self.num_layers):
+            pools = str(index) in self.poolers
+            needs_attention = pools and getattr(self.poolers[str(index)], "needs_attention", False)
             # LayerDrop by hand: iterating a LayerDropModuleList would hide which index a layer has
             dropped = self.training and self.encoder_layerdrop > 0 and \
                 torch.rand(()).item() < self.encoder_layerdrop
+            received = None
             if not dropped:
-                x = self.run_layer(index, x, padding_mask if padding_mask.any() else None)
-            if str(index) in self.poolers:
-                x, padding_mask = self.pool(index, x, padding_mask)       # (k_i, B, C), (B, k_i)
+                out = self.run_layer(index, x, padding_mask if padding_mask.any() else None,
+                                     need_received=needs_attention)
+                x, received = out.x, out.received
+                if out.reconstruction_loss is not None:
+                    reconstruction_losses.append(out.reconstruction_loss)
+            if pools:
+                # (k_i, B, C), (B, k_i)
+                x, padding_mask = self.pool(index, x, padding_mask, received)
             if return_all_hiddens:
                 encoder_states.append(x)
 
         if self.layer_norm is not None:
             x = self.layer_norm(x)
         kept_lengths = (~padding_mask).sum(dim=1, dtype=torch.int32).reshape(-1, 1)
+        extra = {}
+        if reconstruction_losses:
+            # blockwise-memory with a trainable --memory-compression, in training only
+            extra["reconstruction_loss"] = [torch.stack(reconstruction_losses).sum()]
         return {
+            **extra,
             "encoder_out": [x],                         # k x B x C
             "encoder_padding_mask": [padding_mask],     # B x k
             # not returned: (B, T, C) would be reordered at every beam step for nothing, since
@@ -293,6 +374,12 @@ def pyramidion_base_architecture(args):
     args.topk_softmax_base = getattr(args, "topk_softmax_base", 20.0)
     args.topk_impl = getattr(args, "topk_impl", "auto")
     args.use_sparse_attn = getattr(args, "use_sparse_attn", None)
+    args.attention_stride = getattr(args, "attention_stride", 0)
+    args.fixed_summary_cells = getattr(args, "fixed_summary_cells", 4)
+    args.memory_compression = getattr(args, "memory_compression", NO_COMPRESSION)
+    args.memory_compression_rate = getattr(args, "memory_compression_rate", 4)
+    args.compressed_memory_chunks = getattr(args, "compressed_memory_chunks", 0)
+    args.compression_taps = getattr(args, "compression_taps", 4)
     base_architecture(args)
 
 

@@ -1,0 +1,221 @@
+"""Issue 5's options through fairseq: flags checked up front, every parameter trained, and a
+two-update fairseq-train + fairseq-generate run per option (tiny copy-task corpus, built once)."""
+import json
+import re
+import sys
+
+import pytest
+import torch
+
+from conftest import USER_DIR, run
+from corpus import copy_task
+from fairseq import options, tasks
+from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
+
+from deep_pyramidion.criterions.reconstruction import NAME as RECONSTRUCTION
+
+NEW_POOLING = ["hard-topk", "avg", "max", "conv", "dilated-conv", "most-used", "seqpool"]
+NEW_ATTENTION = ["strided", "fixed", "blockwise-memory"]
+
+
+@pytest.fixture(scope="session")
+def options_corpus(tmp_path_factory):
+    """16 training documents of 40-200 tokens: with --chunk-size 32 and the tiny schedule
+    {0: 64, 1: 16} every pattern and every pooler has work to do."""
+    return copy_task(tmp_path_factory.mktemp("options"), sizes=(16, 4, 4))
+
+
+def parse(data, *extra):
+    parser = options.get_training_parser()
+    return options.parse_args_and_arch(parser, [
+        str(data), "--user-dir", USER_DIR, "--task", "translation", "--arch", "pyramidion_tiny",
+        "--source-lang", "src", "--target-lang", "tgt", "--share-all-embeddings",
+        "--max-source-positions", "1024", "--dropout", "0", *extra,
+    ])
+
+
+def build(data, *extra):
+    args = parse(data, *extra)
+    task = tasks.setup_task(args)
+    torch.manual_seed(0)
+    return task.build_model(args), task, args
+
+
+def batch(task, lengths, seed=0):
+    """Left-padded source tokens like fairseq's collater (left_pad_source=True) + targets."""
+    g = torch.Generator().manual_seed(seed)
+    d = task.source_dictionary
+    T = max(lengths)
+    tokens = torch.full((len(lengths), T), d.pad())
+    for row, n in enumerate(lengths):
+        tokens[row, T - n:-1] = torch.randint(d.nspecial, len(d), (n - 1,), generator=g)
+        tokens[row, -1] = d.eos()
+    prev = torch.randint(d.nspecial, len(d), (len(lengths), 6), generator=g)
+    return tokens, torch.tensor(lengths), prev
+
+
+# ---------------------------------------------------------------------------------------------
+# in-process: flags, shapes, gradients
+
+
+@pytest.mark.parametrize("flags", [["--encoder-pooling", p] for p in NEW_POOLING]
+                         + [["--encoder-attention", a] for a in NEW_ATTENTION]
+                         + [["--encoder-attention", a, "--encoder-pooling", "most-used"]
+                            for a in NEW_ATTENTION]
+                         + [["--encoder-attention", "blockwise-memory", "--memory-compression", c]
+                            for c in ["avg", "conv", "most-used", "seqpool"]])
+def test_every_option_shrinks_the_encoder_and_trains_every_parameter(options_corpus, flags):
+    model, task, _ = build(options_corpus, *flags)
+    lengths = [300, 130, 20]
+    tokens, src_lengths, prev = batch(task, lengths)
+    model.train()
+    logits, extra = model(tokens, src_lengths, prev)
+    loss = logits.float().logsumexp(-1).sum()
+    if "reconstruction_loss" in extra:
+        loss = loss + extra["reconstruction_loss"][0]
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing                               # DDP without --find-unused-parameters
+    model.eval()
+    out = model.encoder(tokens, src_lengths)
+    x, mask = out["encoder_out"][0], out["encoder_padding_mask"][0]
+    assert x.shape == (16, 3, 64) and mask.shape == (3, 16)
+    assert torch.isfinite(x).all()
+    kept = (~mask).sum(1)
+    assert (kept >= 1).all() and (kept <= 16).all()
+
+
+def test_reconstruction_loss_reaches_the_decoder_output_in_training_only(options_corpus):
+    model, task, _ = build(options_corpus, "--encoder-attention", "blockwise-memory",
+                           "--memory-compression", "conv")
+    tokens, src_lengths, prev = batch(task, [300, 130])
+    model.train()
+    _, extra = model(tokens, src_lengths, prev)
+    assert extra["reconstruction_loss"][0].item() > 0
+    model.eval()
+    _, extra = model(tokens, src_lengths, prev)
+    assert "reconstruction_loss" not in extra
+
+
+def test_default_model_keeps_fairseqs_layer_and_state_dict(options_corpus):
+    model, _, _ = build(options_corpus)
+    layer = model.encoder.layers[0]
+    assert isinstance(layer, TransformerEncoderLayerBase)
+    assert not [k for k in model.state_dict() if "attention_pattern" in k]
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--attention-stride", "-1"], "--attention-stride"),
+    (["--encoder-attention", "fixed", "--fixed-summary-cells", "0"], "--fixed-summary-cells"),
+    (["--encoder-attention", "fixed", "--attention-stride", "4", "--fixed-summary-cells", "5"],
+     "--fixed-summary-cells"),
+    (["--memory-compression", "avg"], "--memory-compression"),
+    (["--encoder-attention", "blockwise-memory", "--memory-compression", "zip"],
+     "--memory-compression"),
+    (["--encoder-attention", "blockwise-memory", "--memory-compression", "avg",
+      "--memory-compression-rate", "0"], "--memory-compression-rate"),
+    (["--compressed-memory-chunks", "-2"], "--compressed-memory-chunks"),
+    (["--encoder-pooling", "conv", "--compression-taps", "0"], "--compression-taps"),
+    (["--encoder-pooling", "most-used", "--encoder-layerdrop", "0.2"], "--encoder-layerdrop"),
+    (["--encoder-pooling", "avgg"], "--encoder-pooling"),
+])
+def test_bad_flags_fail_before_training(options_corpus, flags, needle):
+    with pytest.raises(ValueError, match=needle):
+        build(options_corpus, *flags)
+
+
+def test_reconstruction_criterion_refuses_a_model_without_compressed_memory(options_corpus):
+    model, task, args = build(options_corpus, "--criterion", RECONSTRUCTION)
+    criterion = task.build_criterion(args)
+    tokens, src_lengths, prev = batch(task, [300, 130])
+    sample = {"net_input": {"src_tokens": tokens, "src_lengths": src_lengths,
+                            "prev_output_tokens": prev},
+              "target": prev, "ntokens": prev.numel()}
+    model.train()
+    with pytest.raises(ValueError, match="--memory-compression"):
+        criterion(model, sample)
+
+
+def test_reconstruction_criterion_adds_the_weighted_term(options_corpus):
+    flags = ["--encoder-attention", "blockwise-memory", "--memory-compression", "conv"]
+    losses = {}
+    for weight in ("0", "2"):
+        model, task, args = build(options_corpus, *flags, "--criterion", RECONSTRUCTION,
+                                  "--reconstruction-weight", weight)
+        criterion = task.build_criterion(args)
+        tokens, src_lengths, prev = batch(task, [300, 130])
+        sample = {"net_input": {"src_tokens": tokens, "src_lengths": src_lengths,
+                                "prev_output_tokens": prev},
+                  "target": prev, "ntokens": prev.numel()}
+        model.train()
+        loss, sample_size, log = criterion(model, sample)
+        losses[weight] = (loss.item(), log["reconstruction_loss"].item(), sample_size)
+    (plain, rec, size), (weighted, rec2, _) = losses["0"], losses["2"]
+    assert rec == pytest.approx(rec2) and rec > 0
+    assert weighted == pytest.approx(plain + 2 * rec * size, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# fairseq-train + fairseq-generate, two updates each. Each run pairs a pooling option with an
+# attention option so that every new value of both flags runs end to end within the time budget.
+
+CLI_RUNS = {
+    "hard-topk+strided": ["--encoder-pooling", "hard-topk", "--encoder-attention", "strided"],
+    "avg+fixed": ["--encoder-pooling", "avg", "--encoder-attention", "fixed"],
+    "max+memory": ["--encoder-pooling", "max", "--encoder-attention", "blockwise-memory"],
+    "conv+compressed-memory+reconstruction": [
+        "--encoder-pooling", "conv", "--encoder-attention", "blockwise-memory",
+        "--memory-compression", "conv", "--criterion", RECONSTRUCTION],
+    "dilated-conv+full": ["--encoder-pooling", "dilated-conv", "--encoder-attention", "full"],
+    "most-used+most-used-memory": [
+        "--encoder-pooling", "most-used", "--encoder-attention", "blockwise-memory",
+        "--memory-compression", "most-used"],
+    "seqpool+capped-memory": [
+        "--encoder-pooling", "seqpool", "--encoder-attention", "blockwise-memory",
+        "--memory-compression", "avg", "--compressed-memory-chunks", "1"],
+}
+
+
+# fairseq-train then fairseq-generate, in one interpreter: the console scripts' own entry points,
+# looked up in the installed distributions' metadata, run with their command lines in sys.argv.
+# One process instead of two saves an import of fairseq (~4 s of CPU) per option.
+RUN_CONSOLE_SCRIPTS = """
+import json, sys
+from importlib.metadata import entry_points
+scripts = {ep.name: ep for ep in entry_points(group="console_scripts")}
+for name, argv in json.loads(sys.argv[1]):
+    sys.argv = [name] + argv
+    scripts[name].load()()
+    sys.stdout.flush()
+    print("=== done: " + name, flush=True)
+"""
+
+
+@pytest.mark.parametrize("name", list(CLI_RUNS))
+def test_train_and_generate(options_corpus, tmp_path, name):
+    flags = CLI_RUNS[name]
+    data = str(options_corpus)
+    ckpt = tmp_path / "ckpt"
+    train = [
+        data, "--user-dir", USER_DIR, "--task", "translation", "--arch", "pyramidion_tiny",
+        "--source-lang", "src", "--target-lang", "tgt", "--share-all-embeddings",
+        "--max-source-positions", "1024", "--optimizer", "adam", "--lr", "1e-3",
+        "--max-update", "2", "--batch-size", "8", "--save-dir", str(ckpt),
+        "--no-epoch-checkpoints", "--disable-validation", "--num-workers", "0",
+        "--log-format", "simple", "--log-interval", "1", "--seed", "1", *flags,
+    ]
+    generate = [
+        data, "--user-dir", USER_DIR, "--task", "translation", "--source-lang", "src",
+        "--target-lang", "tgt", "--path", str(ckpt / "checkpoint_last.pt"),
+        "--gen-subset", "test-A", "--beam", "2", "--max-len-b", "10", "--batch-size", "4",
+        "--num-workers", "0",
+    ]
+    commands = json.dumps([["fairseq-train", train], ["fairseq-generate", generate]])
+    out = run([sys.executable, "-c", RUN_CONSOLE_SCRIPTS, commands], cwd=tmp_path, timeout=300)
+    log, _, generated = out.partition("=== done: fairseq-train")
+    assert "=== done: fairseq-generate" in generated
+    assert "num_updates 2" in log and (ckpt / "checkpoint_last.pt").exists()
+    if RECONSTRUCTION in flags:
+        assert re.search(r"reconstruction_loss \d", log)
+    hyps = re.findall(r"^H-(\d+)\t", generated, re.M)
+    assert sorted(map(int, hyps)) == [0, 1, 2, 3]
