@@ -159,8 +159,8 @@ def test_half_precision_model_forward_backward_is_finite(data, pooling):
     model, task = build(data, pooling)
     d = task.source_dictionary
     g = torch.Generator().manual_seed(3)
-    lengths = [160, 90, 7]
-    tokens = torch.full((3, 160), d.pad())
+    lengths = [100, 70, 7]
+    tokens = torch.full((3, 100), d.pad())
     for row, n in enumerate(lengths):
         tokens[row, : n - 1] = torch.randint(d.nspecial, len(d), (n - 1,), generator=g)
         tokens[row, n - 1] = d.eos()

@@ -17,7 +17,7 @@ from corpus import copy_task, fairseq_cli
 
 TIMEOUT = 600
 UPDATES_PER_EPOCH = 8  # 64 documents, batches of 4, --update-freq 2
-MAX_UPDATE = 12        # the uninterrupted run crosses into epoch 2
+MAX_UPDATE = 10        # the uninterrupted run crosses into epoch 2
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_sigkill_mid_epoch_then_restart_matches_an_uninterrupted_run(data, unint
     try:
         deadline = time.monotonic() + TIMEOUT
         # the first mid-epoch checkpoint (written atomically as checkpoint_1_2.pt); the run has
-        # ten updates to go when it appears, so the kill lands in the middle of training
+        # eight updates to go when it appears, so the kill lands in the middle of training
         while not (save / "checkpoint_1_2.pt").exists():
             assert proc.poll() is None, "training ended before its first checkpoint"
             assert time.monotonic() < deadline
