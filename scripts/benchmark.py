@@ -299,8 +299,8 @@ def estimate_gib(spec, sizes):
     if spec["model"] == "full":
         if spec["table"] == "train":
             attn = L * B * H * T * T * 4 * 2.25 / 2**30   # scores + softmax + dropout mask
-        else:
-            attn = 2 * B * H * T * T * 4 / 2**30
+        else:  # no dropout, no mask: scaled_dot_product_attention's flash kernel, O(T) memory
+            attn = B * H * T * 512 * 4 / 2**30
     return fixed + per_token + attn
 
 
