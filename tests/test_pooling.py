@@ -150,25 +150,39 @@ def test_conv_resampled_kernel_keeps_the_sum_of_two_taps(n):
     torch.testing.assert_close(y[0, 0], expected.detach())
 
 
-@pytest.mark.parametrize("n, k, taps", [(32, 4, 4), (30, 4, 2), (9, 4, 4), (40, 4, 3)])
+@pytest.mark.parametrize("n, k, taps", [(32, 8, 4), (30, 4, 2), (9, 4, 4), (40, 8, 3), (12, 4, 1)])
 def test_dilated_conv_matches_a_loop(n, k, taps):
     pooler = make("dilated-conv", D=5, width=k, compression_taps=taps)
     x = torch.randn(2, n, 5)
-    mask = padding([n, n - 3], n)
+    mask = padding([n, n - 7], n, left=True)
     y, y_mask = pooler(x, mask)
-    r = math.ceil(n / k)
-    d = max(1, r // taps)
-    xm = x.masked_fill(mask.unsqueeze(-1), 0.0)
+    means, empty = reference_windows(x, mask, k, lambda v: v.mean(0))   # empty windows: zeros
+    left = (taps - 1) // 2
     for b in range(2):
         for j in range(k):
             if y_mask[b, j]:
-                assert torch.equal(y[b, j], torch.zeros(5))
+                assert empty[b, j] and torch.equal(y[b, j], torch.zeros(5))
                 continue
             acc = pooler.bias.detach().clone()
             for t in range(taps):
-                if t * d < r and j * r + t * d < n:
-                    acc += pooler.weight[:, :, t].detach() @ xm[b, j * r + t * d]
+                w = j + t - left                 # the window tap t reads, one window apart
+                if 0 <= w < k:
+                    acc += pooler.weight[:, :, t].detach() @ means[b, w]
             torch.testing.assert_close(y[b, j], acc)
+
+
+def test_dilated_conv_sees_the_neighbouring_windows_and_conv_does_not():
+    x = torch.randn(1, 16, 6)
+    mask = torch.zeros(1, 16, dtype=torch.bool)
+    changed = x.clone()
+    changed[0, 4:8] += 1.0                       # window 1 of 4 (r = 4)
+    for name, neighbours_change in (("conv", False), ("dilated-conv", True)):
+        pooler = make(name, width=4, compression_taps=3)
+        a, _ = pooler(x, mask)
+        b, _ = pooler(changed, mask)
+        assert not torch.allclose(a[0, 1], b[0, 1])
+        assert torch.allclose(a[0, 0], b[0, 0]) != neighbours_change
+        assert torch.allclose(a[0, 3], b[0, 3])  # out of reach of both
 
 
 def test_most_used_keeps_the_most_attended_tokens_in_document_order():

@@ -81,8 +81,8 @@ class PyramidionModel(TransformerModel):
                                  "chunks before the previous one; 0 = all (default: 0)")
         parser.add_argument("--compression-taps", type=int, metavar="K",
                             help="conv / dilated-conv pooling: learned taps, resampled to the "
-                                 "rate (conv) or spread over the window (dilated-conv) "
-                                 "(default: 4)")
+                                 "r tokens of a window (conv) or one per window over K windows "
+                                 "(dilated-conv) (default: 4)")
         parser.add_argument("--chunk-size", type=int, metavar="N",
                             help="tokens per chunk of blockwise attention (default: 512)")
         parser.add_argument("--encoder-pooling", type=str, metavar="NAME",

@@ -5,7 +5,8 @@ Shape legend:
     B   batch               n   input length           D   channels
     k   output width, min(width, n)
     r   rate, ceil(n / k): output j summarizes the window of input positions [j*r, (j+1)*r)
-    K   learned taps of conv / dilated-conv (--compression-taps)
+    K   learned taps of conv / dilated-conv (--compression-taps): conv resamples them to the r
+        tokens of a window, dilated-conv spreads them over K windows
 
 The rate is the one of the batch at hand, so one module serves every length (a model trained on 2k
 tokens reads 8k at inference with a rate 4x larger). When r does not divide n, the input is padded
@@ -125,19 +126,21 @@ class ConvPooler(_LearnedTaps):
 
 @register_pooler("dilated-conv")
 class DilatedConvPooler(_LearnedTaps):
-    """Dilated 1D convolution, stride r: K taps spaced d = max(1, r // K) apart inside each window.
+    """Dilated 1D convolution: K taps spaced one window (r tokens) apart, stride r.
 
-    It reads K tokens per window (every d-th, starting at the window's first position) with a
-    parameter count independent of the rate; when r > K the other positions are skipped. Taps
-    that would fall into the next window (r < K) are cut off.
+    Each tap reads the mean of the real tokens of its window, so output j mixes the K windows
+    around its own (j - (K-1)//2 .. j + K//2): the receptive field is K*r tokens instead of conv's
+    r, every real token contributes, and the parameter count does not depend on the rate. Taps
+    outside the sequence, and windows holding only padding, contribute nothing.
     """
 
     def pool_windows(self, xw, mw, r):
-        d = max(1, r // self.taps)
-        used = min(self.taps, (r - 1) // d + 1)      # taps t with t*d < r
-        weight = self.weight[..., :used].to(xw.dtype)                   # (D, D, used)
-        y = F.conv1d(self.flat(xw), weight, self.bias.to(xw.dtype), stride=r, dilation=d)
-        return y.transpose(1, 2)                                         # (B, D, k) -> (B, k, D)
+        count = (~mw).sum(dim=-1, keepdim=True).clamp(min=1).to(xw.dtype)    # (B, k, 1)
+        means = (xw.sum(dim=2) / count).transpose(1, 2)                      # (B, D, k)
+        left = (self.taps - 1) // 2
+        means = F.pad(means, (left, self.taps - 1 - left))                    # (B, D, k + K - 1)
+        y = F.conv1d(means, self.weight.to(xw.dtype), self.bias.to(xw.dtype))  # (B, D, k)
+        return y.transpose(1, 2)                                             # (B, k, D)
 
 
 @register_pooler("most-used")
