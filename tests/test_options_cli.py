@@ -219,3 +219,25 @@ def test_train_and_generate(options_corpus, tmp_path, name):
         assert re.search(r"reconstruction_loss \d", log)
     hyps = re.findall(r"^H-(\d+)\t", generated, re.M)
     assert sorted(map(int, hyps)) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("flags", [
+    ["--encoder-attention", "blockwise-memory", "--memory-compression", "conv",
+     "--encoder-pooling", "most-used"],
+    ["--encoder-attention", "fixed", "--encoder-pooling", "hard-topk"],
+])
+def test_activation_checkpointing_wraps_the_layers_and_changes_nothing(options_corpus, flags):
+    results = []
+    for extra in ([], ["--checkpoint-activations"]):
+        model, task, _ = build(options_corpus, *flags, *extra)
+        assert hasattr(model.encoder.layers[0], "precheckpoint_forward") == bool(extra)
+        model.train()
+        tokens, src_lengths, prev = batch(task, [300, 130, 20])
+        logits, out = model(tokens, src_lengths, prev)
+        (logits.float().logsumexp(-1).sum() + out["reconstruction_loss"][0]
+         if "reconstruction_loss" in out else logits.float().logsumexp(-1).sum()).backward()
+        results.append((logits.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (plain, plain_grads), (checkpointed, checkpointed_grads) = results
+    torch.testing.assert_close(checkpointed, plain)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(checkpointed_grads[name], grad, atol=1e-5, rtol=1e-4)
