@@ -81,9 +81,10 @@ def test_sigkill_mid_epoch_then_restart_matches_an_uninterrupted_run(data, unint
     proc = subprocess.Popen(argv, cwd=tmp_path, env=_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + TIMEOUT
-        # the first mid-epoch checkpoint (written atomically as checkpoint_1_2.pt); the run has
-        # eight updates to go when it appears, so the kill lands in the middle of training
-        while not (save / "checkpoint_1_2.pt").exists():
+        # the first mid-epoch checkpoint: fairseq writes checkpoint_1_2.pt, then copies it
+        # (atomically) to checkpoint_last.pt, so wait for the copy; the run has eight updates to go
+        # then, so the kill lands in the middle of training
+        while not (save / "checkpoint_last.pt").exists():
             assert proc.poll() is None, "training ended before its first checkpoint"
             assert time.monotonic() < deadline
             time.sleep(0.005)

@@ -29,6 +29,9 @@ T x T score matrix (tests/test_attention.py compares each with such a dense refe
                       the previous chunk's states cached without gradient;           O(T c)
                       + with --memory-compression NAME (Compressive Transformer): the chunks
                       before that, each compressed to m slots by the NAME pooler      + O(T M m)
+                      (M = all earlier chunks by default, which makes that term O(T^2 / R);
+                      --compressed-memory-chunks M caps it, like the Compressive Transformer's
+                      fixed-size compressed memory, and keeps the pattern O(T c))
 
 Interleaved layers, not head groups: the paper offers both ("one attention type per residual block,
 interleaved" or heads of each type side by side). fairseq's MultiheadAttention projects all heads
