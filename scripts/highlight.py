@@ -320,6 +320,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.getLogger("deep_pyramidion").setLevel(logging.INFO)
     if args.line < 1:
         parser.error("--line must be >= 1")
+    if args.no_bpe and args.sentencepiece_model:
+        parser.error("--no-bpe and --sentencepiece-model contradict each other: give one")
     if not os.path.isfile(args.checkpoint):
         parser.error(f"--checkpoint {args.checkpoint}: no such file")
     if args.input is not None and not os.path.isfile(args.input):

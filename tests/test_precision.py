@@ -183,20 +183,11 @@ def test_half_precision_model_forward_backward_is_finite(data, pooling):
 # ---------------------------------------------------------------------------------------------
 # fairseq's training loop in bf16 on the CPU
 
-# fairseq 0.12 turns --bf16 into --tpu (torch_xla) unconditionally; this launcher is fairseq-train
-# with only that implication removed when torch_xla is absent, and it reports the model's dtype.
+# plain fairseq-train (fairseq 0.12 turns --bf16 into --tpu; the plugin lifts that when torch_xla
+# is absent), reporting the dtype of the model the trainer holds
 BF16_LAUNCHER = r"""
-import importlib.util, sys
-from fairseq import options
+import sys
 import fairseq.trainer
-
-_parse = options.parse_args_and_arch
-def parse(*args, **kwargs):
-    parsed = _parse(*args, **kwargs)
-    if getattr(parsed, "bf16", False) and importlib.util.find_spec("torch_xla") is None:
-        parsed.tpu = False
-    return parsed
-options.parse_args_and_arch = parse
 
 _init = fairseq.trainer.Trainer.__init__
 def init(self, *args, **kwargs):
