@@ -1,14 +1,19 @@
 """The paper's claim in miniature: the trainable top-k learns to keep the few tokens that matter.
 
-Task: 1024 source tokens, 1008 of them filler and 16 "marked" tokens at random positions, one per
-target slot (slot i's marked token is one of VALUES tokens ``m<i>_<v>``, so it says both where it
-goes and what it is). The target is the 16 marked tokens in document order. The encoder pools
+Task: 1024 source tokens, 1008 of them filler (FILLERS random types) and 16 "marked" tokens at
+random positions, one per target slot (slot i's marked token is one of VALUES tokens ``m<i>_<v>``,
+so it says both where it goes and what it is). The target is the 16 marked tokens in document order. The encoder pools
 1024 -> 64 after its first layer: a model that does not keep the marked tokens cannot know them.
 
 Two identical models train for the same updates on the same batches: one with the trainable
 scorer, one whose pooler scores tokens at random (fresh uniform scores every call). The first must
 keep most marked tokens (weight >= 0.5 in the selected outputs) and reproduce most of the target
-with greedy decoding; the second must not.
+with greedy decoding; the second must not (chance is 1 / VALUES).
+
+Why several filler types: over a single repeated filler, a marked token that loses every pairing
+still shows through its tiny weight (the rest of its output is a constant), and the random-score
+model learns to read it (90% of the target after 400 updates); mixed with random fillers, a small
+weight drowns in their noise, as it would in text.
 """
 import random
 
@@ -22,8 +27,10 @@ from fairseq import options, tasks
 import deep_pyramidion
 
 USER_DIR = deep_pyramidion.__path__[0]
-N, SLOTS, VALUES, FILLERS, WIDTH = 1024, 16, 4, 32, 64
-BATCH, UPDATES = 16, 400
+N, SLOTS, VALUES, FILLERS, WIDTH = 1024, 16, 8, 4, 64
+# the trainable model keeps every marked token after ~450 updates (seed 1); the margin is for
+# other seeds and torch versions
+BATCH, UPDATES = 16, 600
 
 
 def write_dictionary(path):
