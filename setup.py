@@ -23,7 +23,12 @@ setup(
         "cuda": ["triton"],
         "data": ["aclsum"],
         "hf": ["datasets"],
-        "test": ["pytest", "hypothesis", "aclsum"],
+        # triton for the kernels' CPU-interpreter tests (TRITON_INTERPRET=1); wheels exist for
+        # Linux x86_64 only, elsewhere those tests skip
+        "test": ["pytest", "hypothesis", "aclsum",
+                 'triton; platform_system == "Linux" and platform_machine == "x86_64"'],
+        # scripts/benchmark.py: the Hugging Face LED peer and the plots
+        "bench": ["transformers", "matplotlib"],
         "viz": ["matplotlib"],
     },
     entry_points={

@@ -36,7 +36,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import platform
@@ -48,6 +47,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from bench_memory import loadavg, malloc_trim, proc_kib  # noqa: E402  (scripts/, beside this file)
 from deep_pyramidion.topk import successive_halving_topk  # noqa: E402
 
 IMPLS = ("reference", "torch", "triton", "hard_topk", "floor")
@@ -112,23 +112,8 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def _proc_kib(field):
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
-def _malloc_trim():
-    """Give freed heap pages back to the OS (glibc), so memory the call reuses counts again."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def peak_extra_mib(call, device):
@@ -140,15 +125,15 @@ def peak_extra_mib(call, device):
         call()
         sync(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    _malloc_trim()
+    malloc_trim()
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")  # resets VmHWM to the current resident size
     except OSError:
         return None
-    before = _proc_kib("VmRSS")
+    before = proc_kib("VmRSS")
     call()
-    peak = _proc_kib("VmHWM")
+    peak = proc_kib("VmHWM")
     if before is None or peak is None:
         return None
     return max(0, peak - before) / 1024
@@ -205,7 +190,7 @@ def main(argv=None):
         "repeat": args.repeat,
         "stat": args.stat,
         # the CPU may be shared: the 1/5/15-minute load averages say how busy it was
-        "loadavg_start": "/".join(f"{v:.2f}" for v in os.getloadavg()),
+        "loadavg_start": loadavg(),
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
     }
     print("# " + ", ".join(f"{k}={v}" for k, v in meta.items()))
@@ -248,7 +233,7 @@ def main(argv=None):
                     )
                     results.append(r)
                 print_block(n, k, D, mode, rows, args.stat)
-    meta["loadavg_end"] = "/".join(f"{v:.2f}" for v in os.getloadavg())
+    meta["loadavg_end"] = loadavg()
     print(f"# loadavg_end={meta['loadavg_end']}")
     if args.json:
         with open(args.json, "w") as fh:

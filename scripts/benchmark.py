@@ -66,7 +66,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import logging
 import multiprocessing as mp
@@ -82,6 +81,8 @@ from contextlib import nullcontext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from bench_memory import loadavg, malloc_trim, proc_kib  # noqa: E402  (scripts/, beside this file)
 
 MODELS = ("pyramidion", "blockwise", "full", "led")
 TABLES = ("train", "encoder", "generate", "decoder", "profile")
@@ -199,30 +200,11 @@ def machine_info(device):
     return info
 
 
-def loadavg():
-    try:
-        return "/".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 # ----------------------------------------------------------------------------- memory
-def _proc_kib(field):
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
-def _malloc_trim():
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class MemoryProbe:
@@ -240,12 +222,12 @@ class MemoryProbe:
             self.process_peak = torch.cuda.max_memory_allocated()
             torch.cuda.reset_peak_memory_stats()
             return
-        _malloc_trim()
+        malloc_trim()
         self.rest = None
         try:
             with open("/proc/self/clear_refs", "w") as fh:
                 fh.write("5")  # VmHWM := VmRSS
-            self.rest = _proc_kib("VmRSS")
+            self.rest = proc_kib("VmRSS")
         except OSError:
             pass
 
@@ -257,7 +239,7 @@ class MemoryProbe:
             torch.cuda.synchronize()
             peak = torch.cuda.max_memory_allocated()
             return max(peak, self.process_peak) / 2**20, (peak - self.rest) / 2**20
-        hwm = _proc_kib("VmHWM")
+        hwm = proc_kib("VmHWM")
         process_peak = max(hwm or 0, getattr(self, "process_hwm", 0) or 0)
         step = (hwm - self.rest) / 1024 if (hwm is not None and self.rest is not None) else None
         return process_peak / 1024 if process_peak else None, step
@@ -265,7 +247,7 @@ class MemoryProbe:
     def note_process_peak(self):
         """VmHWM is reset by before_run: remember the process's own peak up to now first."""
         if self.device != "cuda":
-            self.process_hwm = max(_proc_kib("VmHWM") or 0, getattr(self, "process_hwm", 0) or 0)
+            self.process_hwm = max(proc_kib("VmHWM") or 0, getattr(self, "process_hwm", 0) or 0)
 
 
 def time_runs(fn, sync, warmup, repeat, probe):
@@ -500,7 +482,7 @@ def run_config(spec, args):
     probe = MemoryProbe(args.device)
     table, kind = spec["table"], spec["model"]
     row = dict(spec)
-    base = _proc_kib("VmRSS")
+    base = proc_kib("VmRSS")
     row["base_rss_mib"] = base / 1024 if base and not args.in_process else None
     model, d = build(kind, spec["length"], args, device)
     if table in ("train", "encoder", "generate"):
