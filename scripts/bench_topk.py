@@ -112,10 +112,6 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-
-
-
-
 def peak_extra_mib(call, device):
     """Peak memory of one call above the memory in use before it (see the module docstring)."""
     if device.type == "cuda":

@@ -200,11 +200,7 @@ def machine_info(device):
     return info
 
 
-
-
 # ----------------------------------------------------------------------------- memory
-
-
 
 
 class MemoryProbe:

@@ -2,8 +2,9 @@
 
 Task: 1024 source tokens, 1008 of them filler (FILLERS random types) and 16 "marked" tokens at
 random positions, one per target slot (slot i's marked token is one of VALUES tokens ``m<i>_<v>``,
-so it says both where it goes and what it is). The target is the 16 marked tokens in document order. The encoder pools
-1024 -> 64 after its first layer: a model that does not keep the marked tokens cannot know them.
+so it says both where it goes and what it is). The target is the 16 marked tokens in document
+order. The encoder pools 1024 -> 64 after its first layer: a model that does not keep the marked
+tokens cannot know them.
 
 Two identical models train for the same updates on the same batches: one with the trainable
 scorer, one whose pooler scores tokens at random (fresh uniform scores every call). The first must
@@ -21,12 +22,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import USER_DIR
+from deep_pyramidion.modules.pooling import SCORE_EPS
 from deep_pyramidion.topk import successive_halving_topk
 from fairseq import options, tasks
 
-import deep_pyramidion
-
-USER_DIR = deep_pyramidion.__path__[0]
 N, SLOTS, VALUES, FILLERS, WIDTH = 1024, 16, 8, 4, 64
 # the trainable model keeps every marked token after ~450 updates (seed 1); the margin is for
 # other seeds and torch versions
@@ -81,7 +81,7 @@ def make_batch(dictionary, rng):
 
 def use_random_scores(model):
     pooler = model.encoder.poolers["0"]
-    pooler.score = lambda x: torch.rand(x.shape[:2], device=x.device) + 1e-5  # (B, n)
+    pooler.score = lambda x: torch.rand(x.shape[:2], device=x.device) + SCORE_EPS  # (B, n)
 
 
 def train(model, dictionary, seed):
@@ -99,7 +99,6 @@ def train(model, dictionary, seed):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-    return loss.item()
 
 
 @torch.no_grad()
