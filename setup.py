@@ -33,7 +33,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "pyramidion-summarize=deep_pyramidion.cli:summarize_main",
+            "pyramidion-summarize=deep_pyramidion.fairseq_plugin.cli:summarize_main",
         ],
     },
 )

@@ -1,15 +1,22 @@
-"""deep_pyramidion: a fairseq plugin (``--user-dir deep_pyramidion``).
+"""deep_pyramidion: long-document summarization with trainable representation pooling.
 
-Importing the package registers the ``pyramidion`` model and its architectures; like fairseq's own
-plugins, this file only imports the modules whose ``@register_*`` decorators must run, plus two
-process-wide fixes every user needs: fairseq checkpoints load under torch's safe loader, no
-batching path drops the last partial batch, and ``--bf16`` works without a TPU.
+The package has layers that a reader can take one at a time (docs/architecture.md):
+
+    core (torch only)    config.py, schedule.py, topk/, modules/
+    fairseq adapter      fairseq_plugin/ (model, criterion, hub, CLI, the patches of fairseq)
+    evaluation, data     eval/, data/ (neither torch nor fairseq)
+    analysis             analysis/ (what the poolers keep; torch only)
+
+How ``--user-dir deep_pyramidion`` registers the model while ``import deep_pyramidion.topk`` stays
+free of fairseq: fairseq imports this package itself (``fairseq.utils.import_user_module``),
+always after fairseq is loaded. So this file loads the fairseq adapter, which registers the model,
+its architectures and the criterion and applies the patches of fairseq (logged once at INFO),
+exactly when ``fairseq`` is already in ``sys.modules``; it never imports fairseq itself. Code that
+uses the core alone imports nothing of fairseq or transformers and changes nothing in them. Code
+that wants the plugin in a process where fairseq is not loaded yet imports
+``deep_pyramidion.fairseq_plugin`` (``deep_pyramidion.hub`` does).
 """
-from deep_pyramidion import batching, checkpoint_safety, precision
+import sys
 
-batching.install()
-checkpoint_safety.install()
-precision.install()
-
-from deep_pyramidion.models import pyramidion  # noqa: E402,F401  (registers the model)
-from deep_pyramidion import criterions  # noqa: E402,F401  (registers the reconstruction criterion)
+if "fairseq" in sys.modules:
+    from deep_pyramidion import fairseq_plugin  # noqa: F401  (registers with fairseq)

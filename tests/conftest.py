@@ -1,59 +1,13 @@
 """Session fixtures: one generated corpus, binarized once, and one model trained once with the seed's
-own training command line (tests/seed_commands.txt), shared by the CLI and batching tests."""
-import os
+own training command line (tests/seed_commands.txt), shared by the CLI, hub and batching tests.
+Helpers live in tests/support/, not here."""
 import random
-import shlex
-import subprocess
 from pathlib import Path
 
 import pytest
 
-import deep_pyramidion
-from corpus import binarize, fairseq_cli, write_split
-
-USER_DIR = os.path.dirname(deep_pyramidion.__file__)
-SEED_COMMANDS = Path(__file__).with_name("seed_commands.txt")
-# sizes only: everything else in the seed's command lines stays as written
-SMALL_MODEL = [
-    "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2",
-    "--decoder-embed-dim", "32", "--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "2",
-]
-# split name -> number of documents; test-1 .. test-16 are issue 8's partial-batch sizes
-SPLIT_SIZES = {"train": 48, "dev-0": 13, "test-A": 6, "test-1": 1, "test-6": 6, "test-13": 13,
-               "test-16": 16}
-LONG_DOC_TOKENS = 3000  # test-A holds one document longer than the training --max-source-positions
-
-
-def seed_command(section: str, data, ckpt=None, spm_model=None):
-    """argv of the seed's ``[section]`` command with only data, user-dir, checkpoint, spm replaced."""
-    text = SEED_COMMANDS.read_text()
-    body = text.split(f"[{section}]\n", 1)[1].split("\n[", 1)[0]
-    argv = shlex.split(body.replace("\\\n", " "))
-    argv[0] = fairseq_cli(argv[0])
-    out = []
-    for i, arg in enumerate(argv):
-        prev = argv[i - 1] if i else None
-        if arg == "${DATA}":
-            arg = str(data)
-        elif prev == "--user-dir":
-            arg = USER_DIR
-        elif prev == "--path":
-            arg = str(ckpt)
-        elif arg == "${SPM_MODEL}":
-            arg = str(spm_model)
-        out.append(arg)
-    return out
-
-
-def run(argv, cwd, timeout=900, stdin=None):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)  # the safe loader stays on
-    proc = subprocess.run(argv, cwd=cwd, env=env, input=stdin, capture_output=True, text=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(f"{argv[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                             f"{proc.stderr[-5000:]}")
-    return proc.stdout + proc.stderr
+from tests.support.corpus import binarize, write_split
+from tests.support.fairseq_runs import LONG_DOC_TOKENS, SMALL_MODEL, SPLIT_SIZES, run, seed_command
 
 
 def _summaries_corpus(root: Path, seed=0):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import deep_pyramidion  # noqa: F401  (installs the fix)
-from conftest import SPLIT_SIZES, USER_DIR, run, seed_command
+from tests.support.paths import USER_DIR
+from tests.support.fairseq_runs import SPLIT_SIZES, run, seed_command
 from fairseq import options, tasks
 from fairseq.data import data_utils
 

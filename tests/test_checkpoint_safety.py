@@ -22,7 +22,7 @@ from deep_pyramidion.checkpoint_safety import TRUSTED_GLOBALS_ENV, CheckpointErr
 from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
 
-from corpus import fairseq_cli
+from tests.support.corpus import fairseq_cli
 
 
 class CreatesAFile:

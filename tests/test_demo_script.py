@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SPLIT_SIZES
+from tests.support.fairseq_runs import SPLIT_SIZES
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN = ("--encoder-embed-dim 32 --encoder-ffn-embed-dim 64 --encoder-attention-heads 2 "

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import deep_pyramidion  # noqa: F401  (registers every pooler and attention option)
-from conftest import USER_DIR
-from corpus import copy_task, fairseq_cli
+from tests.support.paths import USER_DIR
+from tests.support.corpus import copy_task, fairseq_cli
 from deep_pyramidion.models.pyramidion import ENCODER_ATTENTIONS
 from deep_pyramidion.modules.pooling import POOLERS
 from fairseq import options, tasks

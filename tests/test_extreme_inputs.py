@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from conftest import USER_DIR
-from corpus import binarize, fairseq_cli, write_split
+from tests.support.paths import USER_DIR
+from tests.support.corpus import binarize, fairseq_cli, write_split
 
 LONG = 100_000
 MAX_POSITIONS = "131072"

@@ -4,8 +4,9 @@ import shutil
 import subprocess
 import sys
 
-from conftest import LONG_DOC_TOKENS, SPLIT_SIZES, USER_DIR, run, seed_command
-from corpus import fairseq_cli
+from tests.support.paths import USER_DIR
+from tests.support.fairseq_runs import LONG_DOC_TOKENS, SPLIT_SIZES, run, seed_command
+from tests.support.corpus import fairseq_cli
 
 
 def hypotheses(output: str):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import LONG_DOC_TOKENS
+from tests.support.fairseq_runs import LONG_DOC_TOKENS
 from deep_pyramidion.hub import from_pretrained
 from deep_pyramidion.topk.reference import successive_halving_topk_reference
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fairseq.hub_utils import GeneratorHubInterface
 
-from conftest import LONG_DOC_TOKENS
+from tests.support.fairseq_runs import LONG_DOC_TOKENS
 from deep_pyramidion.hub import PyramidionHubInterface, from_pretrained
 from deep_pyramidion.models.pyramidion import PyramidionModel
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import USER_DIR
+from tests.support.paths import USER_DIR
 from deep_pyramidion.modules.pooling import SCORE_EPS
 from deep_pyramidion.topk import successive_halving_topk
 from fairseq import options, tasks

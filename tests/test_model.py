@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import deep_pyramidion
-from corpus import copy_task
+from tests.support.corpus import copy_task
 from fairseq import options, tasks
 
 USER_DIR = os.path.dirname(deep_pyramidion.__file__)

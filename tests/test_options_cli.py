@@ -7,8 +7,9 @@ import sys
 import pytest
 import torch
 
-from conftest import USER_DIR, run
-from corpus import copy_task
+from tests.support.paths import USER_DIR
+from tests.support.fairseq_runs import run
+from tests.support.corpus import copy_task
 from fairseq import options, tasks
 from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
 

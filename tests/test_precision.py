@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import deep_pyramidion  # noqa: F401  (registers every pooler)
-from conftest import USER_DIR
-from corpus import copy_task
+from tests.support.paths import USER_DIR
+from tests.support.corpus import copy_task
 from deep_pyramidion.modules.pooling import POOLERS, SCORE_EPS
 from deep_pyramidion.topk import successive_halving_topk
 from deep_pyramidion.topk import torch_impl

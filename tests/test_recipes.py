@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fairseq import options
 
-from conftest import SEED_COMMANDS
+from tests.support.fairseq_runs import SEED_COMMANDS
 from deep_pyramidion.models.pyramidion import resolve_pyramidion_options
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ import time
 import pytest
 import torch
 
-from conftest import USER_DIR
-from corpus import copy_task, fairseq_cli
+from tests.support.paths import USER_DIR
+from tests.support.corpus import copy_task, fairseq_cli
 
 TIMEOUT = 600
 UPDATES_PER_EPOCH = 8  # 64 documents, batches of 4, --update-freq 2

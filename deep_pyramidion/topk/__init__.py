@@ -9,6 +9,13 @@ Shape legend:
     x (B, n, D), scores (B, n) (already squashed), mask (B, n) bool True = padding
     -> y (B, k, D) in x.dtype, y_scores (B, k), y_mask (B, k) bool True = output is only padding
 
+The two phases are public too, for callers that want the members of each output (which inputs
+it mixes, with which weight: the analysis tools draw them):
+
+    index, weight, y_scores, y_mask = successive_halving_assignment(scores, k, mask, base, ...)
+    y = weighted_sum(x, index, weight, impl="auto")    # == successive_halving_topk(...)[0]
+    index (B, k, M) long, -1 = virtual padding member; weight (B, k, M) float32
+
 Implementations (one file each):
     reference  reference.py    round by round, one batch item at a time: the specification
     torch      torch_impl.py   phase 1 (tournament on scores) + phase 2 (one embedding_bag)
@@ -35,9 +42,10 @@ from typing import Optional, Tuple
 import torch
 
 from . import reference, torch_impl
-from .common import check_inputs
+from .common import check_inputs, check_scores
 
-__all__ = ["successive_halving_topk", "IMPLS", "ENV_VAR"]
+__all__ = ["successive_halving_topk", "successive_halving_assignment", "weighted_sum",
+           "IMPLS", "ENV_VAR"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,19 +72,42 @@ def successive_halving_topk(
     and for an unknown impl.
     """
     k = check_inputs(x, scores, k, mask, base)
-    name = _resolve_impl(impl, x.device)
-    if name == "reference":
+    if _resolve_impl(impl, x.device) == "reference":
         return reference.successive_halving_topk_reference(
             x, scores, k, mask, base, flip_right, sort_back
         )
     idx, w, y_scores, y_mask = torch_impl.tournament(scores, k, mask, base, flip_right, sort_back)
-    if name == "triton":
+    return weighted_sum(x, idx, w, impl), y_scores, y_mask
+
+
+def successive_halving_assignment(
+    scores: torch.Tensor,
+    k: int,
+    mask: Optional[torch.Tensor] = None,
+    base: float = 20.0,
+    flip_right: bool = True,
+    sort_back: bool = True,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Phase 1 alone: the tournament on the (B, n) scores.
+
+    Returns index (B, k, M) long (input positions, -1 for virtual padding members; the groups
+    partition [0, n)), weight (B, k, M) float32 (differentiable w.r.t. scores, 0 for padding),
+    y_scores (B, k) and y_mask (B, k). Raises ValueError like successive_halving_topk.
+    """
+    k = check_scores(scores, k, mask, base)
+    return torch_impl.tournament(scores, k, mask, base, flip_right, sort_back)
+
+
+def weighted_sum(x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, impl: str = "auto"
+                 ) -> torch.Tensor:
+    """Phase 2: y[b, j] = sum_m weight[b, j, m] * x[b, index[b, j, m]] for an assignment of
+    :func:`successive_halving_assignment` (its groups partition the inputs: the backward is a
+    permutation). impl as in successive_halving_topk; "reference" means the torch path here."""
+    if _resolve_impl(impl, x.device) == "triton":
         from . import triton_impl  # imported late: importing triton costs time and may fail
 
-        y = triton_impl.gather_weighted_sum(x, idx, w, assume_partition=True)
-    else:
-        y = torch_impl.gather_weighted_sum(x, idx, w, assume_partition=True)
-    return y, y_scores, y_mask
+        return triton_impl.gather_weighted_sum(x, index, weight, assume_partition=True)
+    return torch_impl.gather_weighted_sum(x, index, weight, assume_partition=True)
 
 
 def _resolve_impl(impl: str, device: torch.device) -> str:

@@ -9,8 +9,8 @@ Shape legend (used in every file of this package):
     D  feature size
 
 What lives here and why:
-- ``check_inputs``: the one place that validates arguments (shapes, k, base, NaN/inf scores), so
-  every implementation gets the same errors and the check runs once per call.
+- ``check_inputs`` / ``check_scores``: the one place that validates arguments (shapes, k, base,
+  NaN/inf scores), so every implementation gets the same errors and the check runs once per call.
 - ``num_rounds``: how far n is padded (to k * 2**d).
 - ``pair_weights``: the pair softmax. The reference and the vectorised path both call it, so the
   intermediate scores they sort on are computed by the same arithmetic (identical sort decisions).
@@ -86,10 +86,17 @@ def check_inputs(
         raise ValueError(
             f"scores must be a (B, n) tensor matching x {tuple(x.shape)}, got {_describe(scores)}"
         )
-    if not scores.is_floating_point():
-        raise ValueError(f"scores must be a floating point tensor, got dtype {scores.dtype}")
     if scores.device != x.device:
         raise ValueError(f"scores is on {scores.device} but x is on {x.device}")
+    return check_scores(scores, k, mask, base)
+
+
+def check_scores(scores: torch.Tensor, k, mask: Optional[torch.Tensor], base: float) -> int:
+    """The checks of :func:`check_inputs` that do not involve x (phase 1 alone needs only these)."""
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
+        raise ValueError(f"scores must be a (B, n) tensor, got {_describe(scores)}")
+    if not scores.is_floating_point():
+        raise ValueError(f"scores must be a floating point tensor, got dtype {scores.dtype}")
     if mask is not None:
         if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(scores.shape):
             raise ValueError(
@@ -98,8 +105,8 @@ def check_inputs(
             )
         if mask.dtype != torch.bool:
             raise ValueError(f"mask must have dtype torch.bool (True = padding), got {mask.dtype}")
-        if mask.device != x.device:
-            raise ValueError(f"mask is on {mask.device} but x is on {x.device}")
+        if mask.device != scores.device:
+            raise ValueError(f"mask is on {mask.device} but x is on {scores.device}")
     if isinstance(k, bool):
         raise ValueError(f"k must be a positive integer, got {k!r}")
     try:

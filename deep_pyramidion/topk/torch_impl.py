@@ -243,16 +243,3 @@ def _member_dots(x_flat: torch.Tensor, rows: torch.Tensor, grad_y: torch.Tensor)
     members = x_flat.index_select(0, rows.reshape(-1)).view(G, M, -1)  # (G, M, D)
     return torch.bmm(members, grad_y.unsqueeze(-1)).squeeze(-1)
 
-
-def successive_halving_topk_torch(
-    x: torch.Tensor,
-    scores: torch.Tensor,
-    k: int,
-    mask: Optional[torch.Tensor] = None,
-    base: float = 20.0,
-    flip_right: bool = True,
-    sort_back: bool = True,
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Phase 1 + phase 2. Inputs are assumed validated (see common.check_inputs)."""
-    idx, w, y_scores, y_mask = tournament(scores, k, mask, base, flip_right, sort_back)
-    return gather_weighted_sum(x, idx, w, assume_partition=True), y_scores, y_mask

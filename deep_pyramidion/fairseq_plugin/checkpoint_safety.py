@@ -7,14 +7,16 @@ loader off. A checkpoint holding anything else is refused with a message saying 
 class if the file is trusted; a truncated or corrupted file gets a one-line error, not a stack trace
 from inside pickle.
 
-What ``install()`` changes, process-wide:
-- the allowlist above is added to torch's safe globals;
-- fairseq's ``checkpoint_utils.load_checkpoint_to_cpu`` first checks the file (empty, truncated zip
-  archive, CRC mismatch of any member: torch itself reads a bit-flipped tensor without noticing)
-  and turns failures inside the unpickler into :class:`CheckpointError`;
-- fairseq's ``PathManager.copy`` of local files becomes atomic (copy to ``dst.tmp``, then rename).
-  fairseq writes ``checkpoint_1_400.pt`` atomically but then *copies* it to ``checkpoint_last.pt``;
-  a job killed during that copy left a truncated ``checkpoint_last.pt`` and the restart failed.
+The pieces here are used by two patches of fairseq (patches.py: ``safe_checkpoint_loading``,
+``atomic_checkpoint_copy``) and by the CLIs:
+- :func:`checked_loader` wraps fairseq's ``checkpoint_utils.load_checkpoint_to_cpu``: it first
+  checks the file (empty, truncated zip archive, CRC mismatch of any member: torch itself reads a
+  bit-flipped tensor without noticing) and turns failures inside the unpickler into
+  :class:`CheckpointError`;
+- :func:`atomic_copy` wraps fairseq's ``PathManager.copy`` so that local copies are atomic (copy
+  beside the destination, then rename): fairseq writes ``checkpoint_1_400.pt`` atomically but then
+  *copies* it to ``checkpoint_last.pt``, and a job killed during that copy left a truncated
+  ``checkpoint_last.pt``.
 """
 import argparse
 import collections
@@ -191,7 +193,9 @@ def _local_path(path):
     return path
 
 
-def _clear_errors(load):
+def checked_loader(load):
+    """``load(path, ...)`` that checks a local file first and raises :class:`CheckpointError` for
+    a file that cannot be read (the original's result is returned unchanged otherwise)."""
     @functools.wraps(load)
     def wrapper(path, *args, **kwargs):
         local = _local_path(path)
@@ -206,11 +210,11 @@ def _clear_errors(load):
                 raise
             raise explain_load_error(path, err) from None
 
-    wrapper.__deep_pyramidion_wrapped__ = True
     return wrapper
 
 
-def _atomic_copy(copy):
+def atomic_copy(copy):
+    """fairseq's ``PathManager.copy(src, dst, overwrite)`` made atomic for local files."""
     @functools.wraps(copy)
     def wrapper(src_path, dst_path, overwrite=False):
         from fairseq.file_io import PathManager
@@ -225,20 +229,10 @@ def _atomic_copy(copy):
         os.replace(tmp, dst_path)  # readers see the old file or the whole new one, never a part
         return True
 
-    wrapper.__deep_pyramidion_wrapped__ = True
     return wrapper
 
 
-def install():
-    if hasattr(torch.serialization, "add_safe_globals"):
-        torch.serialization.add_safe_globals(trusted_globals())
+def warn_if_safe_loading_is_off() -> None:
     if os.environ.get(_NO_WEIGHTS_ONLY_ENV, "0") not in ("", "0"):
         logger.warning("%s is set: torch loads checkpoints with full pickle, which can run code "
                        "stored in them; load only files you trust", _NO_WEIGHTS_ONLY_ENV)
-    from fairseq import checkpoint_utils
-    from fairseq.file_io import PathManager
-
-    if not getattr(checkpoint_utils.load_checkpoint_to_cpu, "__deep_pyramidion_wrapped__", False):
-        checkpoint_utils.load_checkpoint_to_cpu = _clear_errors(checkpoint_utils.load_checkpoint_to_cpu)
-    if not getattr(PathManager.copy, "__deep_pyramidion_wrapped__", False):
-        PathManager.copy = staticmethod(_atomic_copy(PathManager.copy))

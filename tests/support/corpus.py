@@ -2,21 +2,13 @@
 
 Split names follow the seed's command lines: ``train``, ``dev-0``, ``test-A``.
 """
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.support.paths import console_script as fairseq_cli
+
 SPLITS = ("train", "dev-0", "test-A")
-FAIRSEQ_SPLIT = {"train": "train", "dev-0": "valid", "test-A": "test"}
-VENV_BIN = Path(sys.executable).parent
-
-
-def fairseq_cli(name: str) -> str:
-    """Path of a fairseq console script next to the running interpreter."""
-    path = VENV_BIN / name
-    return str(path) if path.exists() else name
 
 
 def write_split(raw: Path, split: str, pairs):
@@ -80,7 +72,3 @@ def marker_task(root: Path, sizes=(2000, 64, 32), src_len=1024, target_len=16, v
             pairs.append((source, target))
         write_split(raw, split, pairs)
     return binarize(raw, root / "bin")
-
-
-if __name__ == "__main__":
-    print(copy_task(Path(os.environ.get("OUT", "/tmp/corpus"))))

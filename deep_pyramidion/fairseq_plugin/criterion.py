@@ -7,7 +7,7 @@ The model computes the reconstruction loss in training whenever ``--memory-compr
 pooler with parameters (conv, dilated-conv, seqpool, topk, hard-topk): for each compressed chunk,
 the mean squared difference between the layer's attention over the chunk and over its compression,
 with the attention's weights frozen, so the loss trains only the compression network
-(modules/attention.py, BlockwiseMemoryAttention). It arrives in the decoder's extra output as
+(modules/memory.py, BlockwiseMemoryAttention). It arrives in the decoder's extra output as
 ``reconstruction_loss`` (a per-element mean, summed over layers).
 
 Scale: fairseq sums the token loss over the batch and divides the gradient by the sample size, so
@@ -24,6 +24,8 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterionConfig,
 )
 from fairseq.logging import metrics
+
+from deep_pyramidion.config import TRAINABLE_POOLINGS
 
 NAME = "label_smoothed_cross_entropy_with_reconstruction"
 
@@ -68,7 +70,7 @@ class LabelSmoothedCrossEntropyWithReconstruction(LabelSmoothedCrossEntropyCrite
             raise ValueError(
                 f"--criterion {NAME} needs a model that computes the reconstruction loss: "
                 "--encoder-attention blockwise-memory with a trainable --memory-compression "
-                "(conv, dilated-conv, seqpool, topk, hard-topk)")
+                f"({', '.join(TRAINABLE_POOLINGS)})")
         if self.report_accuracy:
             n_correct, total = self.compute_accuracy(model, net_output, sample)
             logging_output["n_correct"] = utils.item(n_correct.data)

@@ -1,7 +1,7 @@
-"""The Compressive Transformer's compression functions as poolers: avg, max, conv, dilated-conv,
-most-used (Rae et al., 2020; seeds/004).
+"""The Compressive Transformer's compression functions as poolers: avg, max, conv, dilated-conv
+(Rae et al., 2020; seeds/004). SeqPool's windowed pooler (seqpool.py) shares the window base.
 
-Shape legend:
+Shape legend (batch-first):
     B   batch               n   input length           D   channels
     k   output width, min(width, n)
     r   rate, ceil(n / k): output j summarizes the window of input positions [j*r, (j+1)*r)
@@ -11,7 +11,7 @@ Shape legend:
 The rate is the one of the batch at hand, so one module serves every length (a model trained on 2k
 tokens reads 8k at inference with a rate 4x larger). When r does not divide n, the input is padded
 up to k*r with masked positions: masked positions never contribute to an output, and an output
-window holding only padding is masked (y_mask True, value 0). Nothing is dropped from the tail.
+window holding only padding is masked (mask True, value 0). Nothing is dropped from the tail.
 """
 import math
 from typing import Optional, Tuple
@@ -21,48 +21,51 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from deep_pyramidion.modules.pooling import keep_in_graph, register_pooler
+from deep_pyramidion.modules.chunking import pad_to_blocks
+from deep_pyramidion.modules.poolers.registry import Assignment, Pooled, Pooler, register_pooler
 
 
-def split_windows(x: Tensor, mask: Optional[Tensor], k: int) -> Tuple[Tensor, Tensor, int]:
+def split_windows(x: Tensor, mask: Tensor, k: int) -> Tuple[Tensor, Tensor, int]:
     """(B, n, D) + (B, n) -> windows (B, k, r, D) + (B, k, r), and r; padded positions masked."""
     B, n, D = x.shape
     r = -(-n // k)
-    pad = k * r - n
-    if mask is None:
-        mask = torch.zeros(B, n, dtype=torch.bool, device=x.device)
-    if pad:
-        x = F.pad(x, (0, 0, 0, pad))                    # (B, k*r, D)
-        mask = F.pad(mask, (0, pad), value=True)        # (B, k*r)
-    return x.view(B, k, r, D), mask.view(B, k, r), r   # (B, k, r, D), (B, k, r)
+    x, mask, _ = pad_to_blocks(x, mask, r, blocks=k)
+    return x.view(B, k, r, D), mask.view(B, k, r), r
 
 
-class WindowPooler(nn.Module):
+def window_assignment(mw: Tensor, weight: Tensor) -> Assignment:
+    """Members of each window (B, k, r): positions j*r + i, -1 where padded; weights given."""
+    B, k, r = mw.shape
+    index = torch.arange(k * r, device=mw.device).view(1, k, r).expand(B, k, r)
+    return Assignment(index.masked_fill(mw, -1), weight.masked_fill(mw, 0.0))
+
+
+class WindowPooler(Pooler):
     """Base of the window poolers: identity when nothing needs pooling, windows otherwise."""
 
-    def __init__(self, embed_dim: int, width: int, args):
-        super().__init__()
-        if width <= 0:
-            raise ValueError(f"pooling width must be positive, got {width}")
+    def __init__(self, embed_dim: int, width: int):
+        super().__init__(width)
         self.embed_dim = embed_dim
-        self.width = width
 
-    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-        B, n, _ = x.shape
-        if mask is None:
-            mask = torch.zeros(B, n, dtype=torch.bool, device=x.device)
-        k = min(self.width, n)
-        if k >= n:
-            params = [p.sum() for p in self.parameters()]
-            # trainable poolers stay in the graph (DDP) on batches too short to pool
-            return (keep_in_graph(x, torch.stack(params)) if params else x), mask
+    @classmethod
+    def from_config(cls, embed_dim, width, config):
+        return cls(embed_dim, width)
+
+    def forward(self, x, mask, usage=None, with_assignment=False):
+        k = min(self.width, x.size(1))
+        if k >= x.size(1):
+            return self.pass_through(x, mask, with_assignment)
         xw, mw, r = split_windows(x.masked_fill(mask.unsqueeze(-1), 0.0), mask, k)
         y_mask = mw.all(dim=-1)                                         # (B, k)
-        y = self.pool_windows(xw, mw, r)                                # (B, k, D)
-        return y.masked_fill(y_mask.unsqueeze(-1), 0.0), y_mask
+        y, weight = self.pool_windows(xw, mw, r)                        # (B, k, D), (B, k, r)
+        assignment = None
+        if with_assignment and weight is not None:
+            assignment = window_assignment(mw, weight)
+        return Pooled(y.masked_fill(y_mask.unsqueeze(-1), 0.0), y_mask, assignment)
 
-    def pool_windows(self, xw: Tensor, mw: Tensor, r: int) -> Tensor:
-        """(B, k, r, D) with masked positions already zero, (B, k, r) -> (B, k, D)."""
+    def pool_windows(self, xw: Tensor, mw: Tensor, r: int) -> Tuple[Tensor, Optional[Tensor]]:
+        """(B, k, r, D) with masked positions already zero, (B, k, r) -> (B, k, D), and the
+        weight of each window position (B, k, r) when the output is a weighted sum, else None."""
         raise NotImplementedError
 
 
@@ -72,7 +75,7 @@ class AvgPooler(WindowPooler):
 
     def pool_windows(self, xw, mw, r):
         count = (~mw).sum(dim=-1, keepdim=True).clamp(min=1).to(xw.dtype)   # (B, k, 1)
-        return xw.sum(dim=2) / count
+        return xw.sum(dim=2) / count, (1.0 / count.float()).expand(mw.shape)
 
 
 @register_pooler("max")
@@ -80,15 +83,14 @@ class MaxPooler(WindowPooler):
     """Channel-wise max over the real positions of each window (kernel = stride = r)."""
 
     def pool_windows(self, xw, mw, r):
-        return xw.masked_fill(mw.unsqueeze(-1), float("-inf")).amax(dim=2)  # (B, k, D)
+        return xw.masked_fill(mw.unsqueeze(-1), float("-inf")).amax(dim=2), None  # (B, k, D)
 
 
 class _LearnedTaps(WindowPooler):
     """A D -> D convolution whose K taps are parameters; subclasses map them onto a window."""
 
-    def __init__(self, embed_dim: int, width: int, args):
-        super().__init__(embed_dim, width, args)
-        taps = getattr(args, "compression_taps", 4)
+    def __init__(self, embed_dim: int, width: int, taps: int = 4):
+        super().__init__(embed_dim, width)
         if not isinstance(taps, int) or taps < 1:
             raise ValueError(f"--compression-taps must be a positive integer, got {taps!r}")
         self.taps = taps
@@ -98,6 +100,10 @@ class _LearnedTaps(WindowPooler):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         bound = 1.0 / math.sqrt(embed_dim * taps)
         nn.init.uniform_(self.bias, -bound, bound)
+
+    @classmethod
+    def from_config(cls, embed_dim, width, config):
+        return cls(embed_dim, width, config.compression_taps)
 
     @staticmethod
     def flat(xw: Tensor) -> Tensor:
@@ -121,7 +127,7 @@ class ConvPooler(_LearnedTaps):
             weight = F.interpolate(weight, size=r, mode="linear", align_corners=False) \
                 * (self.taps / r)                                          # (D, D, K) -> (D, D, r)
         y = F.conv1d(self.flat(xw), weight, self.bias.to(xw.dtype), stride=r)  # (B, D, k)
-        return y.transpose(1, 2)                                          # (B, k, D)
+        return y.transpose(1, 2), None                                    # (B, k, D)
 
 
 @register_pooler("dilated-conv")
@@ -140,38 +146,4 @@ class DilatedConvPooler(_LearnedTaps):
         left = (self.taps - 1) // 2
         means = F.pad(means, (left, self.taps - 1 - left))                    # (B, D, k + K - 1)
         y = F.conv1d(means, self.weight.to(xw.dtype), self.bias.to(xw.dtype))  # (B, D, k)
-        return y.transpose(1, 2)                                             # (B, k, D)
-
-
-@register_pooler("most-used")
-class MostUsedPooler(nn.Module):
-    """Keep the k tokens that received the most attention in the layer just run, in document order.
-
-    No trainable scorer: the encoder runs the layer before this pooler with ``need_received`` (the
-    attention each token received as a key, summed over heads and queries, computed by the same
-    pattern as the layer itself) and passes it as ``received``. Gradients reach the kept tokens.
-    """
-
-    needs_attention = True
-
-    def __init__(self, embed_dim: int, width: int, args):
-        super().__init__()
-        if width <= 0:
-            raise ValueError(f"pooling width must be positive, got {width}")
-        self.width = width
-
-    def forward(self, x: Tensor, mask: Optional[Tensor], received: Optional[Tensor] = None):
-        B, n, D = x.shape
-        if mask is None:
-            mask = torch.zeros(B, n, dtype=torch.bool, device=x.device)
-        k = min(self.width, n)
-        if k >= n:
-            return x, mask
-        if received is None or received.shape != (B, n):
-            raise ValueError("most-used pooling needs the attention each token received, (B, n); "
-                             f"got {None if received is None else tuple(received.shape)}")
-        usage = received.float().masked_fill(mask, float("-inf"))         # padding ranks last
-        idx = usage.topk(k, dim=1).indices.sort(dim=1).values              # (B, k) document order
-        y = x.gather(1, idx.unsqueeze(-1).expand(B, k, D))                 # (B, k, D)
-        y_mask = mask.gather(1, idx)                                       # (B, k)
-        return y.masked_fill(y_mask.unsqueeze(-1), 0.0), y_mask
+        return y.transpose(1, 2), None                                       # (B, k, D)

@@ -120,7 +120,7 @@ def summarize_main(argv: Optional[List[str]] = None) -> int:
         logger.warning("%s holds no documents: nothing to summarize", name)
         return 0
 
-    from deep_pyramidion.hub import from_pretrained
+    from deep_pyramidion.fairseq_plugin.hub import from_pretrained
 
     overrides = {"batch_size": args.batch_size, "cpu": not args.cuda}
     if args.max_source_positions is not None:

@@ -1,0 +1,1 @@
+"""Analysis of trained models (torch only): what the poolers keep (highlight.py)."""

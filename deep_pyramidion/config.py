@@ -1,0 +1,273 @@
+"""Every option of the pyramidion encoder in one place: name, default, fairseq flag, help, checks.
+
+:class:`PyramidionConfig` is the single source of the defaults (the architectures below only
+override some of them) and :meth:`PyramidionConfig.validate` is the single place that checks
+values and resolves the released code's legacy flags, with messages that name the fairseq flag.
+The core modules (attention patterns, poolers) are built from a validated config; the fairseq
+adapter only translates between this object and fairseq's argparse namespace
+(:meth:`from_namespace`, :meth:`write_to`, :meth:`add_args`). Neither torch nor fairseq is
+imported here.
+
+    config = PyramidionConfig(encoder_layers=6, enc_layers_and_token_width="{0: 2048, 1: 512}")
+    config = config.validate()          # raises ValueError naming the flag; returns resolved copy
+    config.schedule                     # {0: 2048, 1: 512}
+"""
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, Optional, Tuple
+
+from deep_pyramidion.schedule import FLAG as SCHEDULE_FLAG
+from deep_pyramidion.schedule import inactive_pooling_layers, parse_pooling_schedule
+
+logger = logging.getLogger(__name__)
+
+ENCODER_ATTENTIONS = ("blockwise", "full", "strided", "fixed", "blockwise-memory")
+POOLINGS = ("topk", "hard-topk", "avg", "max", "conv", "dilated-conv", "most-used", "seqpool")
+NO_POOLING = "none"
+LEGACY_NO_POOLING = "lambda"      # the released code's name for "none"
+NO_COMPRESSION = "none"
+SCORER_ARCHS = ("linear", "ffn")
+TOPK_IMPLS = ("auto", "reference", "torch", "triton")
+# --use-sparse-attn of the released code -> (--encoder-attention, --encoder-pooling or None = any)
+LEGACY_SPARSE_ATTN = {
+    "pooler": ("blockwise", None),
+    "only_blockwise": ("blockwise", NO_POOLING),
+    "pooler_no_block": ("full", None),
+}
+# poolers whose parameters learn (the reconstruction loss of a compressed memory needs one)
+TRAINABLE_POOLINGS = ("conv", "dilated-conv", "seqpool", "topk", "hard-topk")
+# poolers that rank tokens by the attention the layer before them gave out
+USAGE_POOLINGS = ("most-used",)
+
+
+def _option(default, flag: str, help: str, metavar: Optional[str] = None,
+            choices: Optional[Tuple] = None, type=None, owner: str = "pyramidion"):
+    """A config field that knows its fairseq flag. ``owner="fairseq"``: a fairseq transformer
+    option the pyramidion's checks depend on (fairseq defines and fills it; not added here)."""
+    return field(default=default, metadata=dict(flag=flag, help=help, metavar=metavar,
+                                                choices=choices, type=type, owner=owner))
+
+
+@dataclass(frozen=True)
+class PyramidionConfig:
+    """The pyramidion's options (see the README's "Model flags" for what each one does)."""
+
+    # --- encoder self-attention pattern (modules/attention.py, modules/memory.py)
+    encoder_attention: Optional[str] = _option(
+        None, "--encoder-attention", "self-attention pattern of the encoder: "
+        + ", ".join(ENCODER_ATTENTIONS) + " (default: blockwise, or what --use-sparse-attn says)",
+        choices=ENCODER_ATTENTIONS)
+    chunk_size: int = _option(512, "--chunk-size", "tokens per chunk of blockwise attention",
+                              metavar="N", type=int)
+    attention_stride: int = _option(
+        0, "--attention-stride", "strided/fixed: block length l; 0 = ceil(sqrt(length)) at "
+        "each layer", metavar="L", type=int)
+    fixed_summary_cells: int = _option(4, "--fixed-summary-cells",
+                                       "fixed: summary cells per block", metavar="S", type=int)
+    memory_compression: str = _option(
+        NO_COMPRESSION, "--memory-compression", "blockwise-memory: also attend to the earlier "
+        "chunks, each compressed by this pooler (" + ", ".join(POOLINGS) + "); none = off",
+        metavar="NAME", type=str)
+    memory_compression_rate: int = _option(
+        4, "--memory-compression-rate", "blockwise-memory: a chunk of c tokens is compressed to "
+        "ceil(c/R) slots", metavar="R", type=int)
+    compressed_memory_chunks: int = _option(
+        0, "--compressed-memory-chunks", "blockwise-memory: compressed memory holds the M most "
+        "recent chunks before the previous one; 0 = all", metavar="M", type=int)
+    compression_taps: int = _option(
+        4, "--compression-taps", "conv / dilated-conv pooling: learned taps, resampled to the r "
+        "tokens of a window (conv) or one per window over K windows (dilated-conv)",
+        metavar="K", type=int)
+    # --- pooling between layers (modules/poolers/)
+    encoder_pooling: Optional[str] = _option(
+        None, "--encoder-pooling", "pooling between encoder layers: " + ", ".join(POOLINGS)
+        + ", none ('lambda' is the released code's name for none) (default: topk, or what "
+        "--use-sparse-attn says)", metavar="NAME", type=str)
+    encoder_pooling_arch: str = _option("linear", "--encoder-pooling-arch",
+                                        "token scorer of topk / hard-topk: linear (D -> 1) or "
+                                        "ffn (D -> D -> 1)", choices=SCORER_ARCHS)
+    enc_layers_and_token_width: str = _option(
+        "{0: 2048, 1: 512}", SCHEDULE_FLAG, 'pooling schedule, e.g. "{0: 2048, 1: 512}": after '
+        "layer 0 keep at most 2048 tokens, after layer 1 at most 512", metavar="DICT", type=str)
+    sort_back: int = _option(1, "--sort-back", "1: pooled tokens keep document order",
+                             choices=(0, 1), type=int)
+    flip_right: int = _option(1, "--flip-right", "1: pair the best-scored token with the worst "
+                              "in each halving round", choices=(0, 1), type=int)
+    topk_softmax_base: float = _option(20.0, "--topk-softmax-base",
+                                       "pair weights are softmax(B**s_left, B**s_right)",
+                                       metavar="B", type=float)
+    topk_impl: str = _option("auto", "--topk-impl", "top-k kernel: auto (triton on CUDA, torch "
+                             "elsewhere; env DEEP_PYRAMIDION_TOPK_IMPL overrides), reference, "
+                             "torch, triton", choices=TOPK_IMPLS)
+    use_sparse_attn: Optional[str] = _option(
+        None, "--use-sparse-attn", "legacy: pooler = blockwise + pooling, only_blockwise = no "
+        "pooling, pooler_no_block = full attention + pooling", choices=tuple(LEGACY_SPARSE_ATTN))
+    # --- fairseq's own transformer options that the checks above depend on
+    encoder_layers: int = _option(2, "--encoder-layers", "", owner="fairseq")
+    encoder_layerdrop: float = _option(0.0, "--encoder-layerdrop", "", owner="fairseq")
+    max_source_positions: int = _option(1024, "--max-source-positions", "", owner="fairseq")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def schedule(self) -> Dict[int, int]:
+        """``{layer: width}`` of the layers that pool (empty without pooling)."""
+        if self.pooling == NO_POOLING:
+            return {}
+        return parse_pooling_schedule(self.enc_layers_and_token_width, self.encoder_layers)
+
+    @property
+    def pooling(self) -> str:
+        """The pooler's name after resolving the legacy names (``lambda`` -> ``none``)."""
+        name = self.encoder_pooling or "topk"
+        return NO_POOLING if name == LEGACY_NO_POOLING else name
+
+    @property
+    def attention(self) -> str:
+        return self.encoder_attention or "blockwise"
+
+    # ------------------------------------------------------------------ fairseq namespace
+    @classmethod
+    def own_fields(cls):
+        return [f for f in fields(cls) if f.metadata["owner"] == "pyramidion"]
+
+    @classmethod
+    def from_namespace(cls, args: Any) -> "PyramidionConfig":
+        """Read every field from an argparse namespace (or any object); missing ones keep the
+        default."""
+        values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        return cls(**values)
+
+    def write_to(self, args: Any) -> None:
+        """Put the (resolved) options back on a namespace: the checkpoint then records what ran."""
+        for f in self.own_fields():
+            setattr(args, f.name, getattr(self, f.name))
+
+    @classmethod
+    def fill_defaults(cls, args: Any, **overrides) -> None:
+        """An architecture function's job: set every option the user did not give, to the
+        architecture's ``overrides`` or else the default here."""
+        for f in cls.own_fields():
+            if not hasattr(args, f.name):
+                setattr(args, f.name, overrides.get(f.name, f.default))
+
+    @classmethod
+    def add_args(cls, parser) -> None:
+        """Add the pyramidion's flags to a fairseq model-args group. No argparse defaults:
+        fairseq's model group suppresses them and the architecture fills them in
+        (:meth:`fill_defaults`), so an architecture can change a default."""
+        for f in cls.own_fields():
+            meta = f.metadata
+            kwargs = {"help": f"{meta['help']} (default: {_shown(f.default)})"
+                      if "(default:" not in meta["help"] else meta["help"]}
+            for key in ("metavar", "choices", "type"):
+                if meta[key] is not None:
+                    kwargs[key] = meta[key]
+            parser.add_argument(meta["flag"], **kwargs)
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> "PyramidionConfig":
+        """Check every value and resolve the legacy flags; returns the resolved config.
+
+        Raises ValueError naming the flag. Idempotent: validating a resolved config returns an
+        equal config.
+        """
+        attention, pooling = self.encoder_attention, self.encoder_pooling
+        if self.use_sparse_attn is not None:
+            if self.use_sparse_attn not in LEGACY_SPARSE_ATTN:
+                raise ValueError(f"--use-sparse-attn: unknown value {self.use_sparse_attn!r}; "
+                                 f"choose from {list(LEGACY_SPARSE_ATTN)}")
+            legacy_attention, legacy_pooling = LEGACY_SPARSE_ATTN[self.use_sparse_attn]
+            if attention is not None and attention != legacy_attention:
+                raise ValueError(
+                    f"--use-sparse-attn {self.use_sparse_attn} means --encoder-attention "
+                    f"{legacy_attention}, but --encoder-attention {attention} was given; drop one "
+                    "of them")
+            attention = legacy_attention
+            if legacy_pooling is not None:
+                pooling = legacy_pooling
+        resolved = dataclasses.replace(self, encoder_attention=attention or "blockwise",
+                                       encoder_pooling=pooling or "topk")
+        resolved._check_values()
+        if resolved.pooling != NO_POOLING:
+            for layer, width, length in inactive_pooling_layers(resolved.schedule,
+                                                                 resolved.max_source_positions):
+                _warn_once(
+                    "%s: layer %d keeps %d tokens, but at --max-source-positions %d it never "
+                    "receives more than %d, so it selects nothing in training and its scorer "
+                    "stays untrained; on longer inputs at inference it would select tokens with "
+                    "untrained scores", SCHEDULE_FLAG, layer, width, resolved.max_source_positions,
+                    length)
+        return resolved
+
+    def _check_values(self) -> None:
+        if self.encoder_attention not in ENCODER_ATTENTIONS:
+            raise ValueError(f"--encoder-attention: unknown value {self.encoder_attention!r}; "
+                             f"choose from {list(ENCODER_ATTENTIONS)}")
+        if self.pooling != NO_POOLING and self.pooling not in POOLINGS:
+            raise ValueError(
+                f"--encoder-pooling: unknown value {self.encoder_pooling!r}; choose from "
+                f"{sorted(set(POOLINGS) | {NO_POOLING, LEGACY_NO_POOLING})}")
+        _check_int(self.chunk_size, "--chunk-size", 1)
+        _check_int(self.attention_stride, "--attention-stride", 0)
+        _check_int(self.fixed_summary_cells, "--fixed-summary-cells", 1)
+        _check_int(self.memory_compression_rate, "--memory-compression-rate", 1)
+        _check_int(self.compressed_memory_chunks, "--compressed-memory-chunks", 0)
+        _check_int(self.compression_taps, "--compression-taps", 1)
+        _check_int(self.encoder_layers, "--encoder-layers", 1)
+        if self.encoder_pooling_arch not in SCORER_ARCHS:
+            raise ValueError(f"--encoder-pooling-arch: expected one of {list(SCORER_ARCHS)}, "
+                             f"got {self.encoder_pooling_arch!r}")
+        if self.topk_impl not in TOPK_IMPLS:
+            raise ValueError(f"--topk-impl: unknown value {self.topk_impl!r}; choose from "
+                             f"{list(TOPK_IMPLS)}")
+        if not (is_finite_number(self.topk_softmax_base) and self.topk_softmax_base > 1.0):
+            raise ValueError(f"--topk-softmax-base must be a finite number > 1, got "
+                             f"{self.topk_softmax_base!r}")
+        if self.encoder_attention == "fixed" and self.attention_stride > 0 \
+                and self.fixed_summary_cells > self.attention_stride:
+            raise ValueError(
+                f"--fixed-summary-cells {self.fixed_summary_cells} exceeds --attention-stride "
+                f"{self.attention_stride}: a block cannot hold more summary cells than tokens")
+        name = self.memory_compression
+        if name != NO_COMPRESSION:
+            if name not in POOLINGS:
+                raise ValueError(f"--memory-compression: unknown value {name!r}; choose from "
+                                 f"{sorted(set(POOLINGS) | {NO_COMPRESSION})}")
+            if self.encoder_attention != "blockwise-memory":
+                raise ValueError(f"--memory-compression {name} needs --encoder-attention "
+                                 f"blockwise-memory (got {self.encoder_attention})")
+        if self.encoder_attention in ("strided", "fixed") and self.encoder_layers < 2:
+            _warn_once("--encoder-attention %s alternates two patterns over layers; with "
+                       "--encoder-layers %d only the local one runs", self.encoder_attention,
+                       self.encoder_layers)
+        if self.pooling in USAGE_POOLINGS and self.encoder_layerdrop > 0:
+            raise ValueError(f"--encoder-pooling {self.pooling} ranks tokens by the attention of "
+                             f"the layer before it, which --encoder-layerdrop "
+                             f"{self.encoder_layerdrop} may skip; use --encoder-layerdrop 0")
+        self.schedule  # noqa: B018  (parsing is the check)
+
+
+def _shown(value) -> str:
+    return "none" if value is None else str(value)
+
+
+def _check_int(value, flag: str, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{flag} must be an integer >= {minimum}, got {value!r}")
+
+
+_warned = set()
+
+
+def _warn_once(message: str, *args) -> None:
+    """The config is validated by the model and again by the encoder it builds: say it once."""
+    text = message % args
+    if text not in _warned:
+        _warned.add(text)
+        logger.warning(text)
+
+
+def is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,236 @@
+"""Every change the plugin makes to fairseq's own behaviour, in one table.
+
+fairseq 0.12 / main has defects that silently cost data or quality, or stop a run, and that the
+plugin cannot fix from its own model code. Each fix is one named :class:`Patch` below: it wraps a
+single fairseq function, says which upstream issue it works around, keeps fairseq's contract
+(arguments, return value) and adds only the fix. The adapter applies them when fairseq imports the
+plugin (``--user-dir deep_pyramidion``) and logs, once, at INFO::
+
+    deep_pyramidion patches fairseq: keep_last_batch, safe_checkpoint_loading, ...
+    (switch one off with DEEP_PYRAMIDION_NO_PATCHES=name,...; see deep_pyramidion/fairseq_plugin/patches.py)
+
+``DEEP_PYRAMIDION_NO_PATCHES=keep_last_batch,atomic_checkpoint_copy`` (or ``all``) leaves those
+fairseq functions as they are. :func:`revert_all` puts fairseq's originals back (tests, debugging).
+
+    name                     fairseq function                              upstream
+    keep_last_batch          fairseq.data.data_utils.batch_by_size         fairseq#5036, #5351
+    safe_checkpoint_loading  fairseq.checkpoint_utils.load_checkpoint_to_cpu  fairseq#5610, #5603
+    atomic_checkpoint_copy   fairseq.file_io.PathManager.copy              fairseq#2684
+    bf16_without_tpu         fairseq.distributed.utils.call_main           fairseq#4696, #2742
+"""
+import functools
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+logger = logging.getLogger(__name__)
+
+DISABLE_ENV = "DEEP_PYRAMIDION_NO_PATCHES"
+_MARK = "__deep_pyramidion_patch__"
+
+
+@dataclass
+class Patch:
+    """One fairseq function replaced by ``wrap(original)``.
+
+    target: ``"module:attribute"`` or ``"module:Class.attribute"``. ``setup`` runs on apply and
+    returns the function that undoes it (for process-wide state beyond the attribute, e.g. torch's
+    safe-globals list).
+    """
+
+    name: str
+    target: str
+    upstream: str
+    summary: str
+    wrap: Callable[[Callable], Callable]
+    setup: Optional[Callable[[], Callable[[], None]]] = None
+
+    def __post_init__(self):
+        self._original = None
+        self._undo_setup = None
+
+    def _owner_and_name(self):
+        module_name, _, path = self.target.partition(":")
+        owner = importlib.import_module(module_name)
+        *parents, name = path.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent)
+        return owner, name
+
+    @property
+    def applied(self) -> bool:
+        return self._original is not None
+
+    def current(self) -> Callable:
+        owner, name = self._owner_and_name()
+        return getattr(owner, name)
+
+    def apply(self) -> None:
+        if self.applied:
+            return
+        owner, name = self._owner_and_name()
+        raw = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        function = raw.__func__ if isinstance(raw, staticmethod) else raw
+        if getattr(function, _MARK, None) == self.name:  # applied by another copy of this module
+            return
+        wrapper = self.wrap(function)
+        setattr(wrapper, _MARK, self.name)
+        self._undo_setup = self.setup() if self.setup is not None else None
+        setattr(owner, name, staticmethod(wrapper) if isinstance(raw, staticmethod) else wrapper)
+        self._original = raw
+
+    def revert(self) -> None:
+        if not self.applied:
+            return
+        owner, name = self._owner_and_name()
+        setattr(owner, name, self._original)
+        if self._undo_setup is not None:
+            self._undo_setup()
+        self._original = self._undo_setup = None
+
+
+# ---------------------------------------------------------------------------- keep_last_batch
+def _keep_last_batch(batch_by_size):
+    """fairseq main ends ``batch_by_size`` with ``if bsz_mult > 1 and len(b[-1]) % bsz_mult != 0:
+    b = b[:-1]``: with the default --required-batch-size-multiple 8 the last batch is thrown away
+    whenever its size is not a multiple of 8, in training, validation and generation alike. For a
+    summarizer that is data loss (ROUGE over a different set than the references). Batches are cut
+    from ``indices`` in order, so the dropped examples are exactly the tail no batch holds: it is
+    appended as a last batch. fairseq 0.12.2 has no such line, and nothing is appended there."""
+    import numpy as np
+
+    @functools.wraps(batch_by_size)
+    def wrapper(indices, *args, **kwargs):
+        fixed_shapes = kwargs.get("fixed_shapes", args[5] if len(args) > 5 else None)
+        if fixed_shapes is not None:
+            # the fixed-shapes path never had the drop; its batches are not cut in order
+            return batch_by_size(indices, *args, **kwargs)
+        if not isinstance(indices, np.ndarray):
+            indices = np.fromiter(indices, dtype=np.int64, count=-1)
+        batches = batch_by_size(indices, *args, **kwargs)
+        batched = sum(len(b) for b in batches)
+        if batched < len(indices):
+            tail = indices[batched:]
+            logger.debug("keeping the last batch of %d examples that fairseq would drop", len(tail))
+            batches = list(batches) + [tail]
+        return batches
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def _safe_loading(load_checkpoint_to_cpu):
+    """torch >= 2.6 loads with weights_only=True and fairseq checkpoints hold configuration
+    classes it refuses; and a truncated or bit-flipped file fails deep inside the unpickler (or
+    loads silently). The wrapper checks the file first and turns unpickler failures into one
+    CheckpointError naming the file (checkpoint_safety.py); ``_allow_fairseq_classes`` allowlists
+    exactly fairseq's configuration classes instead of turning the safe loader off."""
+    from deep_pyramidion.fairseq_plugin import checkpoint_safety
+
+    return checkpoint_safety.checked_loader(load_checkpoint_to_cpu)
+
+
+def _allow_fairseq_classes() -> Callable[[], None]:
+    import torch
+
+    from deep_pyramidion.fairseq_plugin import checkpoint_safety
+
+    checkpoint_safety.warn_if_safe_loading_is_off()
+    if not hasattr(torch.serialization, "add_safe_globals"):
+        return lambda: None
+    before = list(torch.serialization.get_safe_globals())
+    torch.serialization.add_safe_globals(checkpoint_safety.trusted_globals())
+
+    def undo():
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
+
+    return undo
+
+
+def _atomic_copy(copy):
+    """fairseq writes ``checkpoint_1_400.pt`` atomically but then *copies* it to
+    ``checkpoint_last.pt``; a job killed during that copy left a truncated file and the restart
+    failed. Local copies go to a temporary file beside the destination and are renamed onto it."""
+    from deep_pyramidion.fairseq_plugin import checkpoint_safety
+
+    return checkpoint_safety.atomic_copy(copy)
+
+
+# ---------------------------------------------------------------------------- --bf16
+def _without_implied_tpu(call_main):
+    """fairseq 0.12 reads ``--bf16`` as "train on a TPU": ``options.parse_args_and_arch`` sets
+    ``args.tpu = True`` whenever bf16 is on, and the trainer then asks torch_xla for a device, so
+    ``fairseq-train --bf16`` stops with ``'NoneType' object has no attribute 'xla_device'`` on a CPU
+    or a CUDA GPU. The user module is imported inside that very parse, too late to change it, but
+    every fairseq-train run goes through ``call_main`` afterwards; there, when torch_xla is not
+    installed (so a TPU run could not work anyway), the implied TPU is turned off and fairseq's own
+    bf16 path runs (model in bfloat16, float32 master weights)."""
+    import importlib.util
+
+    @functools.wraps(call_main)
+    def wrapper(cfg, main, **kwargs):
+        common = cfg.common
+        if getattr(common, "bf16", False) and getattr(common, "tpu", False) \
+                and importlib.util.find_spec("torch_xla") is None:
+            logger.info("--bf16 without torch_xla: bfloat16 on %s, not on a TPU "
+                        "(fairseq 0.12 reads --bf16 as --tpu)", "the CPU" if common.cpu else "CUDA")
+            common.tpu = False
+        return call_main(cfg, main, **kwargs)
+
+    return wrapper
+
+
+PATCHES: List[Patch] = [
+    Patch("keep_last_batch", "fairseq.data.data_utils:batch_by_size", "fairseq#5036, #5351",
+          "the last partial batch is kept, not dropped", _keep_last_batch),
+    Patch("safe_checkpoint_loading", "fairseq.checkpoint_utils:load_checkpoint_to_cpu",
+          "fairseq#5610, #5603", "checkpoints load under torch's safe loader; damaged files get "
+          "one clear error", _safe_loading, setup=_allow_fairseq_classes),
+    Patch("atomic_checkpoint_copy", "fairseq.file_io:PathManager.copy", "fairseq#2684",
+          "checkpoint_last.pt is replaced atomically", _atomic_copy),
+    Patch("bf16_without_tpu", "fairseq.distributed.utils:call_main", "fairseq#4696, #2742",
+          "--bf16 runs on CPU/CUDA when torch_xla is not installed", _without_implied_tpu),
+]
+BY_NAME: Dict[str, Patch] = {p.name: p for p in PATCHES}
+
+
+def disabled_names() -> List[str]:
+    """Patches switched off by DEEP_PYRAMIDION_NO_PATCHES (``all`` or comma-separated names)."""
+    raw = [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()]
+    if "all" in raw:
+        return list(BY_NAME)
+    unknown = [n for n in raw if n not in BY_NAME]
+    if unknown:
+        raise ValueError(f"{DISABLE_ENV}: unknown patch name(s) {', '.join(unknown)}; the patches "
+                         f"are {', '.join(BY_NAME)} (or 'all')")
+    return raw
+
+
+_logged = False
+
+
+def apply_all() -> List[Patch]:
+    """Apply every patch not switched off; log the list once per process. Returns those applied."""
+    global _logged
+    off = disabled_names()
+    applied = []
+    for patch in PATCHES:
+        if patch.name not in off:
+            patch.apply()
+            applied.append(patch)
+    if not _logged:
+        _logged = True
+        names = ", ".join(f"{p.name} ({p.upstream})" for p in applied) or "nothing"
+        skipped = f"; switched off by {DISABLE_ENV}: {', '.join(off)}" if off else ""
+        logger.info("deep_pyramidion patches fairseq: %s%s (switch one off with %s=name,...; see "
+                    "%s)", names, skipped, DISABLE_ENV, __file__)
+    return applied
+
+
+def revert_all() -> None:
+    """Put fairseq's original functions back (in reverse order of application)."""
+    for patch in reversed(PATCHES):
+        patch.revert()

@@ -1,0 +1,110 @@
+"""Top-k poolers: a learned scorer rates every token, then the best ones are kept.
+
+Shape legend (batch-first): B batch, n input length, D channels, k = min(width, n) kept,
+M = 2**ceil(log2(n/k)) inputs per output of the successive-halving top-k.
+
+    topk       the paper's trainable successive-halving top-k (deep_pyramidion.topk): k outputs,
+               each a softmax(B**s)-weighted mix of M inputs; differentiable w.r.t. the scores
+    hard-topk  plain top-k of the same scores, document order kept; the scorer learns through a
+               straight-through gate (the paper's ablation)
+"""
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from deep_pyramidion.modules.poolers.registry import (
+    Assignment, Pooled, Pooler, register_pooler, selection_assignment,
+)
+from deep_pyramidion.topk import successive_halving_assignment, successive_halving_topk, weighted_sum
+
+# the released code squashed scores the same way; the offset keeps base**s away from base**0 ties
+SCORE_EPS = 1e-5
+
+
+class TokenScorer(nn.Module):
+    """One logit per token: ``--encoder-pooling-arch linear`` (D -> 1) or ``ffn`` (D -> D -> 1)."""
+
+    def __init__(self, embed_dim: int, arch: str = "linear"):
+        super().__init__()
+        if arch == "linear":
+            self.net = nn.Linear(embed_dim, 1)
+        elif arch == "ffn":
+            self.net = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, 1))
+        else:
+            raise ValueError(f"--encoder-pooling-arch: expected 'linear' or 'ffn', got {arch!r}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).squeeze(-1)  # (B, n, D) -> (B, n)
+
+
+@register_pooler("topk")
+class SuccessiveHalvingPooler(Pooler):
+    """The paper's trainable top-k: score tokens, keep ``width`` by successive halving."""
+
+    def __init__(self, embed_dim: int, width: int, scorer: str = "linear", base: float = 20.0,
+                 flip_right: bool = True, sort_back: bool = True, impl: str = "auto"):
+        super().__init__(width)
+        self.scorer = TokenScorer(embed_dim, scorer)
+        self.base = float(base)
+        self.flip_right = bool(flip_right)
+        self.sort_back = bool(sort_back)
+        self.impl = impl
+
+    @classmethod
+    def from_config(cls, embed_dim, width, config):
+        return cls(embed_dim, width, config.encoder_pooling_arch, config.topk_softmax_base,
+                   config.flip_right, config.sort_back, config.topk_impl)
+
+    def score(self, x: Tensor) -> Tensor:
+        # fp32 scores: base ** s must not overflow under --fp16/--bf16
+        return torch.sigmoid(self.scorer(x).float()) + SCORE_EPS  # (B, n)
+
+    def forward(self, x, mask, usage=None, with_assignment=False):
+        scores = self.score(x)
+        k = min(self.width, x.size(1))
+        if k >= x.size(1):
+            return self.pass_through(x, mask, with_assignment, dependency=scores)
+        options = dict(base=self.base, flip_right=self.flip_right, sort_back=self.sort_back)
+        if not with_assignment:
+            y, _, y_mask = successive_halving_topk(x, scores, k, mask=mask, impl=self.impl, **options)
+            return Pooled(y, y_mask)
+        # the two phases separately, so that phase 1's member lists come back too
+        index, weight, _, y_mask = successive_halving_assignment(scores, k, mask=mask, **options)
+        y = weighted_sum(x, index, weight, impl=self.impl)
+        return Pooled(y, y_mask, Assignment(index, weight))
+
+
+@register_pooler("hard-topk")
+class HardTopkPooler(Pooler):
+    """Plain top-k: keep the ``width`` best-scored tokens, in document order (the paper's ablation).
+
+    The selection itself has no gradient; the scorer learns through a straight-through gate: every
+    kept token is multiplied by ``1 + s - stop_gradient(s)``, which is 1 in the forward pass and
+    passes d loss / d s = <d loss / d y, x> back to its score s.
+    """
+
+    def __init__(self, embed_dim: int, width: int, scorer: str = "linear"):
+        super().__init__(width)
+        self.scorer = TokenScorer(embed_dim, scorer)
+
+    @classmethod
+    def from_config(cls, embed_dim, width, config):
+        return cls(embed_dim, width, config.encoder_pooling_arch)
+
+    def forward(self, x, mask, usage=None, with_assignment=False):
+        B, n, D = x.shape
+        scores = torch.sigmoid(self.scorer(x).float())                     # (B, n)
+        k = min(self.width, n)
+        if k >= n:
+            return self.pass_through(x, mask, with_assignment, dependency=scores)
+        # rank on a copy where padding is -inf, but gate with the finite score (-inf - -inf = NaN)
+        idx = scores.masked_fill(mask, float("-inf")).topk(k, dim=1).indices.sort(dim=1).values
+        kept = scores.gather(1, idx)                                       # (B, k)
+        gate = (1.0 + kept - kept.detach()).to(x.dtype)
+        y = x.gather(1, idx.unsqueeze(-1).expand(B, k, D)) * gate.unsqueeze(-1)  # (B, k, D)
+        y_mask = mask.gather(1, idx)                                       # (B, k)
+        assignment = selection_assignment(idx, y_mask) if with_assignment else None
+        return Pooled(y.masked_fill(y_mask.unsqueeze(-1), 0.0), y_mask, assignment)
+
+
+__all__ = ["SCORE_EPS", "HardTopkPooler", "SuccessiveHalvingPooler", "TokenScorer"]
