@@ -8,7 +8,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from deep_pyramidion.modules.blockwise import merge_chunks, run_blockwise, split_chunks
+from deep_pyramidion.modules.chunking import merge_chunks, run_blockwise, split_chunks
 from deep_pyramidion.schedule import FLAG, parse_pooling_schedule
 from deep_pyramidion.topk import successive_halving_topk
 
@@ -129,14 +129,14 @@ def chunk_problems(draw):
     chunk = draw(st.integers(1, 100))
     kind = draw(st.sampled_from(["none", "lengths", "random"]))
     if kind == "none":
-        mask = None
+        mask = torch.zeros(B, T, dtype=torch.bool)
     elif kind == "lengths":
         lengths = [draw(st.integers(0, T)) for _ in range(B)]
         mask = torch.arange(T)[None, :] >= torch.tensor(lengths)[:, None]
     else:
         mask = torch.tensor(draw(st.lists(st.lists(st.booleans(), min_size=T, max_size=T),
                                           min_size=B, max_size=B)))
-    x = torch.randn(T, B, C, generator=torch.Generator().manual_seed(draw(st.integers(0, 999))))
+    x = torch.randn(B, T, C, generator=torch.Generator().manual_seed(draw(st.integers(0, 999))))
     return x, mask, chunk
 
 
@@ -144,12 +144,12 @@ def chunk_problems(draw):
 @given(problem=chunk_problems())
 def test_blockwise_round_trip_is_exact(problem):
     x, mask, chunk = problem
-    T, B, C = x.shape
+    B, T, C = x.shape
     chunks = split_chunks(x, mask, chunk)
     c = min(chunk, T)
     N = -(-T // c)
-    assert chunks.x.shape[0] == c and chunks.padding_mask.shape[1] == c
-    pad = torch.zeros(B, T, dtype=torch.bool) if mask is None else mask
+    assert chunks.x.shape[1] == c and chunks.padding_mask.shape[1] == c
+    pad = mask
     grid = torch.nn.functional.pad(pad, (0, N * c - T), value=True).view(B * N, c)
     live = (~grid).any(1)
     # exactly the chunks holding a real token are kept, each with its own mask
@@ -159,11 +159,11 @@ def test_blockwise_round_trip_is_exact(problem):
     back = merge_chunks(chunks.x, chunks)
     assert back.shape == x.shape
     # live chunks come back bit for bit; dead chunks (only padding) come back as zeros
-    dead_positions = (~live).view(B, N).repeat_interleave(c, dim=1)[:, :T].t().unsqueeze(-1)
+    dead_positions = (~live).view(B, N).repeat_interleave(c, dim=1)[:, :T].unsqueeze(-1)
     assert torch.equal(back, x.masked_fill(dead_positions, 0.0))
     # a position-wise layer run blockwise is that layer, on every real token
     out = run_blockwise(lambda xc, mc: xc * 2 + 1, x, mask, chunk)
-    real = ~pad.t().unsqueeze(-1)
+    real = ~pad.unsqueeze(-1)
     assert torch.equal(out * real, (x * 2 + 1) * real)
 
 
@@ -179,8 +179,7 @@ def test_blockwise_never_sees_an_all_padding_chunk(problem):
 
     run_blockwise(layer, x, mask, chunk)
     assert len(seen) == 1
-    if seen[0] is not None:
-        assert (~seen[0]).any(dim=1).all()  # every row the layer gets holds a real token
+    assert (~seen[0]).any(dim=1).all()  # every row the layer gets holds a real token
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,35 +1,38 @@
-"""Poolers behind --encoder-pooling (topk aside: test_topk, test_model) and SeqPool."""
+"""Poolers behind --encoder-pooling (modules/poolers/; the top-k operator itself: test_topk) and
+SeqPool: shapes, masks, padding never read, gradients, each against a loop, and the assignments
+they report."""
 import math
-from argparse import Namespace
 
 import pytest
 import torch
 
+from deep_pyramidion.config import PyramidionConfig
 from deep_pyramidion.modules import SeqPool
-from deep_pyramidion.modules.compression import split_windows
-from deep_pyramidion.modules.pooling import POOLERS, build_pooler
+from deep_pyramidion.modules.poolers import POOLERS, build_pooler
+from deep_pyramidion.modules.poolers.windows import split_windows
 
 NEW_POOLERS = ["hard-topk", "avg", "max", "conv", "dilated-conv", "most-used", "seqpool"]
 TRAINABLE = {"hard-topk", "conv", "dilated-conv", "seqpool"}
 
 
-def args(**kw):
-    base = dict(encoder_pooling_arch="linear", compression_taps=4)
-    base.update(kw)
-    return Namespace(**base)
-
-
 def make(name, D=6, width=4, **kw):
+    """The pooler as the encoder builds it; the config is not validated, so that a module's own
+    checks can be tested too."""
     torch.manual_seed(0)
-    return build_pooler(name, D, width, args(**kw))
+    return build_pooler(name, D, width, PyramidionConfig(**{"compression_taps": 4, **kw}))
 
 
-def call(pooler, x, mask, received=None):
-    if getattr(pooler, "needs_attention", False):
-        if received is None:
-            received = torch.rand(x.shape[:2], generator=torch.Generator().manual_seed(1))
-        return pooler(x, mask, received)
-    return pooler(x, mask)
+def call(pooler, x, mask, usage=None, with_assignment=False):
+    """(y, y_mask), giving most-used an attention usage."""
+    if pooler.needs_usage and usage is None:
+        usage = torch.rand(x.shape[:2], generator=torch.Generator().manual_seed(1))
+    out = pooler(x, mask, usage=usage, with_assignment=with_assignment)
+    return (out.x, out.mask) if not with_assignment else out
+
+
+def pool(pooler, x, mask):
+    out = pooler(x, mask)
+    return out.x, out.mask
 
 
 def padding(lengths, n, left=False):
@@ -65,9 +68,9 @@ def test_shapes_masks_and_padding_is_never_read(name, n, width, lengths, left):
     assert (real >= 1).all() and (real <= torch.tensor(lengths)).all()
     # garbage at padded positions changes nothing (values, and the usage most-used ranks by)
     garbage = x.masked_fill(mask.unsqueeze(-1), 1e4)
-    received = torch.rand(B, n, generator=torch.Generator().manual_seed(1))
-    y1, m1 = call(pooler, x, mask, received)
-    y2, m2 = call(pooler, garbage, mask, received.masked_fill(mask, 1e6))
+    usage = torch.rand(B, n, generator=torch.Generator().manual_seed(1))
+    y1, m1 = call(pooler, x, mask, usage)
+    y2, m2 = call(pooler, garbage, mask, usage.masked_fill(mask, 1e6))
     assert torch.equal(m1, m2)
     torch.testing.assert_close(y1[~m1], y2[~m2])
 
@@ -110,7 +113,7 @@ def reference_windows(x, mask, k, reduce):
 def test_avg_and_max_match_a_loop(name, reduce, n, k):
     x = torch.randn(3, n, 6)
     mask = padding([n, n - 2, 1], n, left=True)
-    y, y_mask = make(name, width=k)(x, mask)
+    y, y_mask = pool(make(name, width=k), x, mask)
     if k >= n:
         assert torch.equal(y, x)
         return
@@ -121,7 +124,7 @@ def test_avg_and_max_match_a_loop(name, reduce, n, k):
 
 def test_split_windows_pads_the_tail_and_never_drops_it():
     x = torch.arange(10.0).view(1, 10, 1)
-    xw, mw, r = split_windows(x, None, 4)
+    xw, mw, r = split_windows(x, torch.zeros(1, 10, dtype=torch.bool), 4)
     assert r == 3 and xw.shape == (1, 4, 3, 1)
     assert xw.flatten()[:10].tolist() == list(range(10))
     assert mw.flatten().tolist() == [False] * 10 + [True] * 2
@@ -134,7 +137,7 @@ def test_conv_at_rate_equal_to_taps_is_a_plain_strided_conv():
         conv.weight.copy_(pooler.weight)
         conv.bias.copy_(pooler.bias)
     x = torch.randn(2, 20, 6)
-    y, y_mask = pooler(x, torch.zeros(2, 20, dtype=torch.bool))
+    y, y_mask = pool(pooler, x, torch.zeros(2, 20, dtype=torch.bool))
     torch.testing.assert_close(y, conv(x.transpose(1, 2)).transpose(1, 2))
     assert not y_mask.any()
 
@@ -145,7 +148,7 @@ def test_conv_resampled_kernel_keeps_the_sum_of_two_taps(n):
     # the same output at every rate
     pooler = make("conv", D=3, width=4, compression_taps=2)
     x = torch.ones(1, n, 3)
-    y, _ = pooler(x, torch.zeros(1, n, dtype=torch.bool))
+    y, _ = pool(pooler, x, torch.zeros(1, n, dtype=torch.bool))
     expected = pooler.weight.sum(-1) @ torch.ones(3) + pooler.bias
     torch.testing.assert_close(y[0, 0], expected.detach())
 
@@ -155,7 +158,7 @@ def test_dilated_conv_matches_a_loop(n, k, taps):
     pooler = make("dilated-conv", D=5, width=k, compression_taps=taps)
     x = torch.randn(2, n, 5)
     mask = padding([n, n - 7], n, left=True)
-    y, y_mask = pooler(x, mask)
+    y, y_mask = pool(pooler, x, mask)
     means, empty = reference_windows(x, mask, k, lambda v: v.mean(0))   # empty windows: zeros
     left = (taps - 1) // 2
     for b in range(2):
@@ -178,8 +181,8 @@ def test_dilated_conv_sees_the_neighbouring_windows_and_conv_does_not():
     changed[0, 4:8] += 1.0                       # window 1 of 4 (r = 4)
     for name, neighbours_change in (("conv", False), ("dilated-conv", True)):
         pooler = make(name, width=4, compression_taps=3)
-        a, _ = pooler(x, mask)
-        b, _ = pooler(changed, mask)
+        a, _ = pool(pooler, x, mask)
+        b, _ = pool(pooler, changed, mask)
         assert not torch.allclose(a[0, 1], b[0, 1])
         assert torch.allclose(a[0, 0], b[0, 0]) != neighbours_change
         assert torch.allclose(a[0, 3], b[0, 3])  # out of reach of both
@@ -187,11 +190,11 @@ def test_dilated_conv_sees_the_neighbouring_windows_and_conv_does_not():
 
 def test_most_used_keeps_the_most_attended_tokens_in_document_order():
     pooler = make("most-used", width=3)
-    assert pooler.needs_attention and not list(pooler.parameters())
+    assert pooler.needs_usage and not list(pooler.parameters())
     x = torch.arange(8.0).view(1, 8, 1).expand(1, 8, 6)
-    received = torch.tensor([[0.1, 5.0, 0.2, 3.0, 9.0, 0.0, 0.3, 0.4]])
+    usage = torch.tensor([[0.1, 5.0, 0.2, 3.0, 9.0, 0.0, 0.3, 0.4]])
     mask = torch.tensor([[False] * 7 + [True]])
-    y, y_mask = pooler(x, mask, received.masked_fill(mask, 100.0))   # padding never wins
+    y, y_mask = call(pooler, x, mask, usage.masked_fill(mask, 100.0))   # padding never wins
     assert y[0, :, 0].tolist() == [1.0, 3.0, 4.0]
     assert not y_mask.any()
     with pytest.raises(ValueError, match="attention each token received"):
@@ -206,7 +209,7 @@ def test_hard_topk_selects_by_score_in_document_order_with_a_straight_through_gr
     x = torch.tensor([[0.5, -1.0, 3.0, 2.0, 0.0, 9.0]]).unsqueeze(-1)   # (1, 6, 1)
     mask = torch.tensor([[False] * 5 + [True]])          # 9.0 is padding: never selected
     x.requires_grad_()
-    y, y_mask = pooler(x, mask)
+    y, y_mask = pool(pooler, x, mask)
     assert y.detach().flatten().tolist() == [0.5, 3.0, 2.0]   # forward: exactly the kept tokens
     assert not y_mask.any()
     y.sum().backward()
@@ -220,7 +223,7 @@ def test_hard_topk_short_document_outputs_are_masked():
     pooler = make("hard-topk", width=4)
     x = torch.randn(2, 10, 6)
     mask = padding([10, 2], 10, left=True)
-    y, y_mask = pooler(x, mask)
+    y, y_mask = pool(pooler, x, mask)
     assert (~y_mask).sum(1).tolist() == [4, 2]
     assert torch.equal(y[y_mask], torch.zeros_like(y[y_mask]))
 
@@ -252,7 +255,7 @@ def test_windowed_seqpool_is_seqpool_per_window():
     pooler = make("seqpool", D=4, width=3)
     x = torch.randn(2, 12, 4)
     mask = padding([12, 7], 12)
-    y, y_mask = pooler(x, mask)
+    y, y_mask = pool(pooler, x, mask)
     for b in range(2):
         for j in range(3):
             window = slice(4 * j, 4 * j + 4)
@@ -267,3 +270,32 @@ def test_windowed_seqpool_is_seqpool_per_window():
 def test_bad_compression_taps(name, taps):
     with pytest.raises(ValueError, match="--compression-taps"):
         make(name, compression_taps=taps)
+
+
+@pytest.mark.parametrize("name", sorted(POOLERS))
+@pytest.mark.parametrize("n, width, lengths", [(23, 4, [23, 11]), (9, 4, [9, 1]), (3, 8, [3, 2])])
+def test_assignment_describes_the_output(name, n, width, lengths):
+    """Where a pooler reports which inputs each output mixes (the analysis tools draw it), the
+    weighted sum of those inputs is the output; poolers whose outputs are no such sum say None."""
+    pooler = make(name, width=width).eval()
+    x = torch.randn(len(lengths), n, 6)
+    mask = padding(lengths, n, left=True)
+    out = call(pooler, x, mask, with_assignment=True)
+    plain = call(pooler, x, mask)
+    assert torch.equal(out.x, plain[0]) and torch.equal(out.mask, plain[1])
+    if name in ("max", "conv", "dilated-conv") and width < n:
+        assert out.assignment is None
+        return
+    index, weight = out.assignment
+    assert index.shape == weight.shape and index.shape[:2] == out.x.shape[:2]
+    members = x.gather(1, index.clamp_min(0).flatten(1).unsqueeze(-1).expand(-1, -1, 6))
+    members = members.view(*index.shape, 6)
+    recomputed = (members * weight.masked_fill(index < 0, 0.0).unsqueeze(-1)).sum(dim=2)
+    torch.testing.assert_close(recomputed[~out.mask], out.x[~out.mask], atol=1e-5, rtol=1e-5)
+    # padding never has weight, and no input is claimed by two outputs
+    real_members = index[(index >= 0) & (weight > 0)]
+    for b in range(len(lengths)):
+        claimed = index[b][(index[b] >= 0) & (weight[b] > 0)]
+        assert claimed.unique().numel() == claimed.numel()
+        assert not mask[b, claimed].any()
+    assert real_members.numel() > 0
