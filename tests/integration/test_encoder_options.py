@@ -1,4 +1,5 @@
-"""Issue 5's options through fairseq: flags checked up front, every parameter trained, and a
+"""The encoder options (--encoder-pooling, --encoder-attention, --memory-compression and the
+reconstruction criterion) through fairseq: flags checked up front, every parameter trained, and a
 two-update fairseq-train + fairseq-generate run per option (tiny copy-task corpus, built once)."""
 import json
 import re
@@ -10,10 +11,10 @@ import torch
 from tests.support.paths import USER_DIR
 from tests.support.fairseq_runs import run
 from tests.support.corpus import copy_task
-from fairseq import options, tasks
+from tests.support.models import build_model, decoder_batch, left_padded_batch
 from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
 
-from deep_pyramidion.criterions.reconstruction import NAME as RECONSTRUCTION
+from deep_pyramidion.fairseq_plugin.criterion import NAME as RECONSTRUCTION
 
 NEW_POOLING = ["hard-topk", "avg", "max", "conv", "dilated-conv", "most-used", "seqpool"]
 NEW_ATTENTION = ["strided", "fixed", "blockwise-memory"]
@@ -26,33 +27,11 @@ def options_corpus(tmp_path_factory):
     return copy_task(tmp_path_factory.mktemp("options"), sizes=(16, 4, 4))
 
 
-def parse(data, *extra):
-    parser = options.get_training_parser()
-    return options.parse_args_and_arch(parser, [
-        str(data), "--user-dir", USER_DIR, "--task", "translation", "--arch", "pyramidion_tiny",
-        "--source-lang", "src", "--target-lang", "tgt", "--share-all-embeddings",
-        "--max-source-positions", "1024", "--dropout", "0", *extra,
-    ])
-
-
-def build(data, *extra):
-    args = parse(data, *extra)
-    task = tasks.setup_task(args)
-    torch.manual_seed(0)
-    return task.build_model(args), task, args
-
-
-def batch(task, lengths, seed=0):
-    """Left-padded source tokens like fairseq's collater (left_pad_source=True) + targets."""
-    g = torch.Generator().manual_seed(seed)
-    d = task.source_dictionary
-    T = max(lengths)
-    tokens = torch.full((len(lengths), T), d.pad())
-    for row, n in enumerate(lengths):
-        tokens[row, T - n:-1] = torch.randint(d.nspecial, len(d), (n - 1,), generator=g)
-        tokens[row, -1] = d.eos()
-    prev = torch.randint(d.nspecial, len(d), (len(lengths), 6), generator=g)
-    return tokens, torch.tensor(lengths), prev
+def model_inputs(task, lengths):
+    """Left-padded sources, as the translation task collates them, and decoder inputs."""
+    tokens, src_lengths = left_padded_batch(task, lengths)
+    prev, _ = decoder_batch(task, len(lengths), 6)
+    return tokens, src_lengths, prev
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,9 +45,9 @@ def batch(task, lengths, seed=0):
                          + [["--encoder-attention", "blockwise-memory", "--memory-compression", c]
                             for c in ["avg", "conv", "most-used", "seqpool"]])
 def test_every_option_shrinks_the_encoder_and_trains_every_parameter(options_corpus, flags):
-    model, task, _ = build(options_corpus, *flags)
+    model, task, _ = build_model(options_corpus, *flags)
     lengths = [300, 130, 20]
-    tokens, src_lengths, prev = batch(task, lengths)
+    tokens, src_lengths, prev = model_inputs(task, lengths)
     model.train()
     logits, extra = model(tokens, src_lengths, prev)
     loss = logits.float().logsumexp(-1).sum()
@@ -87,9 +66,9 @@ def test_every_option_shrinks_the_encoder_and_trains_every_parameter(options_cor
 
 
 def test_reconstruction_loss_reaches_the_decoder_output_in_training_only(options_corpus):
-    model, task, _ = build(options_corpus, "--encoder-attention", "blockwise-memory",
+    model, task, _ = build_model(options_corpus, "--encoder-attention", "blockwise-memory",
                            "--memory-compression", "conv")
-    tokens, src_lengths, prev = batch(task, [300, 130])
+    tokens, src_lengths, prev = model_inputs(task, [300, 130])
     model.train()
     _, extra = model(tokens, src_lengths, prev)
     assert extra["reconstruction_loss"][0].item() > 0
@@ -99,7 +78,7 @@ def test_reconstruction_loss_reaches_the_decoder_output_in_training_only(options
 
 
 def test_default_model_keeps_fairseqs_layer_and_state_dict(options_corpus):
-    model, _, _ = build(options_corpus)
+    model, _, _ = build_model(options_corpus)
     layer = model.encoder.layers[0]
     assert isinstance(layer, TransformerEncoderLayerBase)
     assert not [k for k in model.state_dict() if "attention_pattern" in k]
@@ -122,13 +101,13 @@ def test_default_model_keeps_fairseqs_layer_and_state_dict(options_corpus):
 ])
 def test_bad_flags_fail_before_training(options_corpus, flags, needle):
     with pytest.raises(ValueError, match=needle):
-        build(options_corpus, *flags)
+        build_model(options_corpus, *flags)
 
 
 def test_reconstruction_criterion_refuses_a_model_without_compressed_memory(options_corpus):
-    model, task, args = build(options_corpus, "--criterion", RECONSTRUCTION)
+    model, task, args = build_model(options_corpus, "--criterion", RECONSTRUCTION)
     criterion = task.build_criterion(args)
-    tokens, src_lengths, prev = batch(task, [300, 130])
+    tokens, src_lengths, prev = model_inputs(task, [300, 130])
     sample = {"net_input": {"src_tokens": tokens, "src_lengths": src_lengths,
                             "prev_output_tokens": prev},
               "target": prev, "ntokens": prev.numel()}
@@ -141,10 +120,10 @@ def test_reconstruction_criterion_adds_the_weighted_term(options_corpus):
     flags = ["--encoder-attention", "blockwise-memory", "--memory-compression", "conv"]
     losses = {}
     for weight in ("0", "2"):
-        model, task, args = build(options_corpus, *flags, "--criterion", RECONSTRUCTION,
+        model, task, args = build_model(options_corpus, *flags, "--criterion", RECONSTRUCTION,
                                   "--reconstruction-weight", weight)
         criterion = task.build_criterion(args)
-        tokens, src_lengths, prev = batch(task, [300, 130])
+        tokens, src_lengths, prev = model_inputs(task, [300, 130])
         sample = {"net_input": {"src_tokens": tokens, "src_lengths": src_lengths,
                                 "prev_output_tokens": prev},
                   "target": prev, "ntokens": prev.numel()}
@@ -230,10 +209,10 @@ def test_train_and_generate(options_corpus, tmp_path, name):
 def test_activation_checkpointing_wraps_the_layers_and_changes_nothing(options_corpus, flags):
     results = []
     for extra in ([], ["--checkpoint-activations"]):
-        model, task, _ = build(options_corpus, *flags, *extra)
+        model, task, _ = build_model(options_corpus, *flags, *extra)
         assert hasattr(model.encoder.layers[0], "precheckpoint_forward") == bool(extra)
         model.train()
-        tokens, src_lengths, prev = batch(task, [300, 130, 20])
+        tokens, src_lengths, prev = model_inputs(task, [300, 130, 20])
         logits, out = model(tokens, src_lengths, prev)
         (logits.float().logsumexp(-1).sum() + out["reconstruction_loss"][0]
          if "reconstruction_loss" in out else logits.float().logsumexp(-1).sum()).backward()

@@ -1,15 +1,16 @@
 """The pyramidion model built the way fairseq builds it: options -> task -> model."""
 import logging
-import os
 
 import pytest
 import torch
 
-import deep_pyramidion
+from deep_pyramidion.modules import ATTENTION_PATTERNS
 from tests.support.corpus import copy_task
-from fairseq import options, tasks
+from tests.support.models import build_model, right_padded_batch, training_args
+from fairseq import tasks
 
-USER_DIR = os.path.dirname(deep_pyramidion.__file__)
+# long enough that no test here trips the warning about poolers training never activates
+MAX_POSITIONS = 4096
 
 
 @pytest.fixture(scope="module")
@@ -17,35 +18,16 @@ def data_bin(tmp_path_factory):
     return str(copy_task(tmp_path_factory.mktemp("copy"), sizes=(16, 4, 4)))
 
 
-def build(data_bin, *extra, max_source_positions=4096):
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [
-        data_bin, "--user-dir", USER_DIR, "--task", "translation", "--arch", "pyramidion_tiny",
-        "--source-lang", "src", "--target-lang", "tgt", "--share-all-embeddings",
-        "--max-source-positions", str(max_source_positions), "--dropout", "0", *extra,
-    ])
-    task = tasks.setup_task(args)
-    torch.manual_seed(0)
-    return task.build_model(args), task
-
-
-def batch(task, lengths, seed=0):
-    """Random source tokens (B, T), right-padded like fairseq's collater with left_pad=False."""
-    g = torch.Generator().manual_seed(seed)
-    d = task.source_dictionary
-    T = max(lengths)
-    tokens = torch.full((len(lengths), T), d.pad())
-    for row, n in enumerate(lengths):
-        tokens[row, : n - 1] = torch.randint(d.nspecial, len(d), (n - 1,), generator=g)
-        tokens[row, n - 1] = d.eos()
-    return tokens, torch.tensor(lengths)
+def build(data_bin, *flags, max_source_positions=MAX_POSITIONS):
+    model, task, _ = build_model(data_bin, *flags, max_source_positions=max_source_positions)
+    return model, task
 
 
 def test_encoder_shrinks_to_the_last_width(data_bin):
     model, task = build(data_bin)
     model.eval()
     lengths = [300, 130, 5]
-    tokens, src_lengths = batch(task, lengths)
+    tokens, src_lengths = right_padded_batch(task, lengths)
     out = model.encoder(tokens, src_lengths)
     x, mask = out["encoder_out"][0], out["encoder_padding_mask"][0]
     assert x.shape == (16, 3, 64)            # pyramidion_tiny: {0: 64, 1: 16}
@@ -59,7 +41,7 @@ def test_encoder_shrinks_to_the_last_width(data_bin):
 def test_documents_do_not_leak_into_each_other(data_bin):
     model, task = build(data_bin)
     model.eval()
-    tokens, src_lengths = batch(task, [300, 200])
+    tokens, src_lengths = right_padded_batch(task, [300, 200])
     other = tokens.clone()
     other[1, :199] = torch.randint(task.source_dictionary.nspecial, len(task.source_dictionary), (199,))
     a = model.encoder(tokens, src_lengths)["encoder_out"][0]
@@ -71,7 +53,7 @@ def test_documents_do_not_leak_into_each_other(data_bin):
 def test_reorder_encoder_out_for_beam_search(data_bin):
     model, task = build(data_bin)
     model.eval()
-    tokens, src_lengths = batch(task, [300, 40, 90])
+    tokens, src_lengths = right_padded_batch(task, [300, 40, 90])
     out = model.encoder(tokens, src_lengths)
     order = torch.tensor([2, 2, 0, 1])
     re = model.encoder.reorder_encoder_out(out, order)
@@ -82,7 +64,7 @@ def test_reorder_encoder_out_for_beam_search(data_bin):
 def test_incremental_decoding_matches_full_decoding(data_bin):
     model, task = build(data_bin)
     model.eval()
-    tokens, src_lengths = batch(task, [300, 70])
+    tokens, src_lengths = right_padded_batch(task, [300, 70])
     d = task.target_dictionary
     prev = torch.randint(d.nspecial, len(d), (2, 9))
     prev[:, 0] = d.eos()
@@ -100,16 +82,13 @@ def test_incremental_decoding_matches_full_decoding(data_bin):
 
 def test_trained_short_reads_long(data_bin):
     # the checkpoint says 256 positions; the task at inference says 2048: all 2048 are read
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [
-        data_bin, "--user-dir", USER_DIR, "--task", "translation", "--arch", "pyramidion_tiny",
-        "--source-lang", "src", "--target-lang", "tgt", "--max-source-positions", "256"])
+    args = training_args(data_bin, max_source_positions=256)
     task = tasks.setup_task(args)
     task.cfg.max_source_positions = 2048 if hasattr(task, "cfg") else None
     model = task.build_model(args)
     assert model.encoder.max_positions() >= 2048
     model.eval()
-    tokens, src_lengths = batch(task, [2000, 700])
+    tokens, src_lengths = right_padded_batch(task, [2000, 700])
     out = model.encoder(tokens, src_lengths)
     assert out["encoder_out"][0].shape[0] == 16
 
@@ -124,9 +103,9 @@ def test_trained_short_reads_long(data_bin):
 ])
 def test_legacy_and_clean_flags(data_bin, flags, attention, pools):
     model, task = build(data_bin, *flags)
-    assert model.encoder.attention == attention
+    assert type(model.encoder.attention_pattern) is ATTENTION_PATTERNS[attention]
     assert bool(len(model.encoder.poolers)) == pools
-    tokens, src_lengths = batch(task, [300])
+    tokens, src_lengths = right_padded_batch(task, [300])
     width = model.encoder(tokens, src_lengths)["encoder_out"][0].shape[0]
     assert width == (16 if pools else 300)
 
@@ -137,7 +116,7 @@ def test_full_and_blockwise_agree_within_one_chunk(data_bin):
     block, _ = build(data_bin, "--chunk-size", "512")
     full.eval()
     block.eval()
-    tokens, src_lengths = batch(task, [300, 100])
+    tokens, src_lengths = right_padded_batch(task, [300, 100])
     torch.testing.assert_close(full.encoder(tokens, src_lengths)["encoder_out"][0],
                                block.encoder(tokens, src_lengths)["encoder_out"][0])
 
@@ -172,7 +151,7 @@ def test_every_parameter_gets_a_gradient(data_bin, lengths, pooling_arch):
     # an unused parameter breaks DDP; short batches (no selection) must not leave the scorer out
     model, task = build(data_bin, "--encoder-pooling-arch", pooling_arch)
     model.train()
-    tokens, src_lengths = batch(task, lengths)
+    tokens, src_lengths = right_padded_batch(task, lengths)
     prev = torch.randint(4, len(task.target_dictionary), (len(lengths), 5))
     logits, _ = model(tokens, src_lengths, prev)
     logits.float().logsumexp(-1).sum().backward()
