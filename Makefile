@@ -34,13 +34,20 @@ $(VENV)/.install-stamp: $(VENV)/.fairseq-stamp setup.py
 
 install: $(VENV)/.install-stamp
 
+# The tiers (tests/README.md): unit (pure torch / Python, no subprocess: `make test-fast`),
+# integration (fairseq in-process and subprocesses), e2e (make demo, benchmarks, long training).
 # pytest exits 5 when it collected nothing; that is a failure here, not a pass.
+PYTEST = $(PY) -m pytest
+define run_pytest
+	@$(PYTEST) $(1) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests in $(1): failing" >&2; exit 1; fi; exit $$rc
+endef
+
 test: install
-	@$(PY) -m pytest tests $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+	$(call run_pytest,tests)
 
 test-fast: install
-	@$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+	$(call run_pytest,tests/unit)
 
 demo: install
 	bash scripts/demo.sh
