@@ -53,7 +53,7 @@ demo: install
 	bash scripts/demo.sh
 
 bench: install
-	$(PY) scripts/bench_topk.py
+	$(PY) -m benchmarks.topk
 
 clean-venv:
 	rm -rf $(VENV)

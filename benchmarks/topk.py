@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Benchmark the successive-halving top-k implementations side by side.
 
 Shape legend: B batch, n input length, k output width, D features.
@@ -19,43 +18,32 @@ with the candidates of a block taking turns (so a change in the machine's load h
 the ratios use the statistic chosen by --stat (median by default). On a shared CPU other jobs
 only ever add time, so the minimum is the less disturbed figure: use --stat min there.
 Memory ("peak MiB") is the peak extra memory of one call (forward, or forward+backward) above what
-was allocated before it:
-  CUDA: torch.cuda.max_memory_allocated() after reset_peak_memory_stats(), minus the allocation
-        before the call (tensors only, not the caching allocator's reserve).
-  CPU:  peak resident set size of the process (VmHWM in /proc/self/status, reset through
-        /proc/self/clear_refs) minus the resident size before the call, after glibc's
-        malloc_trim(0) has handed freed heap pages back (otherwise memory the allocator reuses
-        would not show). It counts resident pages, not tensor bytes: close to the peak of live
-        allocations, give or take allocator slack; "n/a" where /proc is not available.
+was allocated before it (benchmarks/common.py says how it is read on the CPU and on CUDA); "n/a"
+where /proc is not available.
 
 Examples
-  python scripts/bench_topk.py                                   # all shapes, CPU, float32
-  python scripts/bench_topk.py --shapes 8192:512 --dims 512 --repeat 5
-  python scripts/bench_topk.py --device cuda --dtype bfloat16 --json bench.json
+  python -m benchmarks.topk                                      # all shapes, CPU, float32
+  python -m benchmarks.topk --shapes 8192:512 --dims 512 --repeat 5
+  python -m benchmarks.topk --device cuda --dtype bfloat16 --json bench.json
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
-import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from bench_memory import loadavg, malloc_trim, proc_kib  # noqa: E402  (scripts/, beside this file)
-from deep_pyramidion.topk import successive_halving_topk  # noqa: E402
+from benchmarks.common import cpu_name, loadavg, peak_extra_mib, side_by_side, write_json
+from deep_pyramidion.topk import successive_halving_topk
 
 IMPLS = ("reference", "torch", "triton", "hard_topk", "floor")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+COMMAND = "python -m benchmarks.topk"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n")[0])
     p.add_argument("--shapes", default="2048:512,8192:2048,8192:512",
                    help="comma-separated n:k pairs (default: %(default)s)")
     p.add_argument("--dims", default="512,768", help="comma-separated D values (default: %(default)s)")
@@ -106,49 +94,33 @@ def make_call(impl, x, scores, k, grad_y):
     return call
 
 
-# ----------------------------------------------------------------------------- measuring
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def block(impls, x0, s0, k, mode, args, device, dtype, gen):
+    """One block of the table (one shape, D and mode): every candidate timed, taking turns, and
+    its peak memory -> {impl: row}"""
+    need_grad = mode == "fwdbwd"
+    B, _, D = x0.shape
+    calls = {}
+    for impl in impls:
+        x = x0.clone().requires_grad_(need_grad)
+        scores = s0.clone().requires_grad_(need_grad)
+        grad_y = None
+        if need_grad:  # the gradient of y: (B, k, D), or (B, D) for the floor's sum
+            out_shape = (B, D) if impl == "floor" else (B, k, D)
+            grad_y = torch.randn(*out_shape, generator=gen).to(device, dtype)
+        calls[impl] = make_call(impl, x, scores, k, grad_y)
 
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
-def peak_extra_mib(call, device):
-    """Peak memory of one call above the memory in use before it (see the module docstring)."""
-    if device.type == "cuda":
-        sync(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        call()
-        sync(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    malloc_trim()
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # resets VmHWM to the current resident size
-    except OSError:
-        return None
-    before = proc_kib("VmRSS")
-    call()
-    peak = proc_kib("VmHWM")
-    if before is None or peak is None:
-        return None
-    return max(0, peak - before) / 1024
-
-
-def time_interleaved(calls, device, repeat):
-    """Per-call times in ms, {name: [t, ...]}. The candidates take turns (a, b, c, a, b, c, ...)
-    so that a change in the load of a shared machine hits all of them alike."""
-    for call in calls.values():
-        call()  # warm-up: first-touch allocations, Triton compilation, caches
-        sync(device)
-    times = {name: [] for name in calls}
-    for _ in range(repeat):
-        for name, call in calls.items():
-            t0 = time.perf_counter()
-            call()
-            sync(device)
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
+    # one warm-up each (first-touch allocations, Triton compilation, caches), then fixed turns
+    times = side_by_side(list(calls.values()), sync, warmup=1, repeat=args.repeat, rotate=False)
+    rows = {}
+    for (impl, call), t in zip(calls.items(), times):
+        ms = [v * 1e3 for v in t]
+        rows[impl] = {"ms": statistics.median(ms), "min_ms": min(ms), "times_ms": ms,
+                      "peak_mib": peak_extra_mib(call, device)}
+    return rows
 
 
 # ----------------------------------------------------------------------------- main
@@ -169,17 +141,10 @@ def main(argv=None):
     shapes = [tuple(int(v) for v in s.split(":")) for s in args.shapes.split(",") if s.strip()]
     dims = [int(v) for v in args.dims.split(",") if v.strip()]
 
-    cpu_name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
-        cpu_name = names[0] if names else cpu_name
-    except OSError:
-        pass
     meta = {
         "torch": torch.__version__,
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
-        "cpu": cpu_name,
+        "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
         "dtype": args.dtype,
         "batch": args.batch,
@@ -187,38 +152,19 @@ def main(argv=None):
         "stat": args.stat,
         # the CPU may be shared: the 1/5/15-minute load averages say how busy it was
         "loadavg_start": loadavg(),
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]),
     }
     print("# " + ", ".join(f"{k}={v}" for k, v in meta.items()))
 
     results = []
     gen = torch.Generator().manual_seed(0)
+    key = "ms" if args.stat == "median" else "min_ms"
     for n, k in shapes:
         for D in dims:
             x0 = torch.randn(args.batch, n, D, generator=gen).to(device=device, dtype=dtype)
             s0 = (torch.sigmoid(torch.randn(args.batch, n, generator=gen)) + 1e-5).to(device)
             for mode in modes:
-                need_grad = mode == "fwdbwd"
-                calls = {}
-                for impl in impls:
-                    x = x0.clone().requires_grad_(need_grad)
-                    scores = s0.clone().requires_grad_(need_grad)
-                    grad_y = None
-                    if need_grad:  # the gradient of y: (B, k, D), or (B, D) for the floor's sum
-                        out_shape = (args.batch, D) if impl == "floor" else (args.batch, k, D)
-                        grad_y = torch.randn(*out_shape, generator=gen).to(device, dtype)
-                    calls[impl] = make_call(impl, x, scores, k, grad_y)
-                times = time_interleaved(calls, device, args.repeat)
-                rows = {}
-                for impl, call in calls.items():
-                    rows[impl] = {
-                        "ms": statistics.median(times[impl]),
-                        "min_ms": min(times[impl]),
-                        "times_ms": times[impl],
-                        "peak_mib": peak_extra_mib(call, device),
-                    }
-                del calls
-                key = "ms" if args.stat == "median" else "min_ms"
+                rows = block(impls, x0, s0, k, mode, args, device, dtype, gen)
                 for impl, r in rows.items():
                     ref = rows.get("reference", {}).get(key)
                     flo = rows.get("floor", {}).get(key)
@@ -232,8 +178,7 @@ def main(argv=None):
     meta["loadavg_end"] = loadavg()
     print(f"# loadavg_end={meta['loadavg_end']}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"meta": meta, "results": results}, fh, indent=1)
+        write_json(args.json, meta, results)
         print(f"# wrote {args.json}")
     return results
 
