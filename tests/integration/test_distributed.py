@@ -1,6 +1,6 @@
 """Data-parallel training on the CPU: two fairseq-train workers (gloo, legacy_ddp) take the same steps
-as one process with --update-freq 2, also after a resume; and every parameter of every encoder
-option gets a gradient in one backward pass (an unused parameter stops pytorch_ddp)."""
+as one process with --update-freq 2, also after a resume. That every parameter of every encoder
+option gets a gradient (an unused parameter stops pytorch_ddp): test_gradient_coverage.py."""
 import os
 import re
 import shutil
@@ -10,12 +10,9 @@ import subprocess
 import pytest
 import torch
 
-import deep_pyramidion  # noqa: F401  (registers every pooler and attention option)
+import deep_pyramidion.fairseq_plugin  # noqa: F401  (torch.load: fairseq's checkpoint classes allowlisted)
 from tests.support.paths import USER_DIR
 from tests.support.corpus import copy_task, fairseq_cli
-from deep_pyramidion.models.pyramidion import ENCODER_ATTENTIONS
-from deep_pyramidion.modules.pooling import POOLERS
-from fairseq import options, tasks
 
 TIMEOUT = 600
 # dropout off, fixed seed, no validation: a step depends only on the data and the parameters
@@ -143,62 +140,3 @@ def test_distributed_resume_matches_single_process_resume(data, three_updates, t
     assert losses_by_update(dist_log) == losses_by_update(single_log)
     assert_same_params(load_params(tmp_path / "single" / "checkpoint_last.pt"),
                        load_params(tmp_path / "dist" / "checkpoint_last.pt"))
-
-
-# ---------------------------------------------------------------------------------------------
-# gradient coverage: every parameter of every encoder option, in one backward pass
-
-POOLINGS = sorted(POOLERS) + ["none"]
-
-
-def build(data, pooling, attention):
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [
-        str(data), "--user-dir", USER_DIR, "--task", "translation", "--arch", "pyramidion_tiny",
-        "--source-lang", "src", "--target-lang", "tgt", "--share-all-embeddings",
-        "--max-source-positions", "1024", "--encoder-pooling", pooling,
-        "--encoder-attention", attention,
-    ])
-    task = tasks.setup_task(args)
-    torch.manual_seed(0)
-    return task.build_model(args), task
-
-
-def batch(task, lengths, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    d = task.source_dictionary
-    tokens = torch.full((len(lengths), max(lengths)), d.pad())
-    for row, n in enumerate(lengths):
-        tokens[row, : n - 1] = torch.randint(d.nspecial, len(d), (n - 1,), generator=g)
-        tokens[row, n - 1] = d.eos()
-    return tokens, torch.tensor(lengths)
-
-
-@pytest.mark.parametrize("attention", ENCODER_ATTENTIONS)
-@pytest.mark.parametrize("pooling", POOLINGS)
-def test_every_parameter_gets_a_gradient(data, pooling, attention):
-    model, task = build(data, pooling, attention)
-    model.train()
-    d = task.target_dictionary
-    # 150/100 tokens: both poolers select (64 -> 16); 10/8 tokens: shorter than every width, so
-    # nothing is selected and the scorers must still be in the graph
-    for lengths in ([150, 100], [10, 8]):
-        model.zero_grad(set_to_none=True)
-        tokens, src_lengths = batch(task, lengths)
-        target = torch.randint(d.nspecial, len(d), (len(lengths), 6),
-                               generator=torch.Generator().manual_seed(1))
-        prev = torch.cat([torch.full((len(lengths), 1), d.eos()), target[:, :-1]], dim=1)
-        logits, _ = model(tokens, src_lengths, prev)
-        loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)),
-                                                 target.view(-1))
-        loss.backward()
-        params = dict(model.named_parameters())
-        missing = [n for n, p in params.items() if p.requires_grad and p.grad is None]
-        assert not missing, f"lengths {lengths}: no gradient for {missing}"
-        bad = [n for n, p in params.items() if p.grad is not None and not torch.isfinite(p.grad).all()]
-        assert not bad, f"lengths {lengths}: non-finite gradient for {bad}"
-        if lengths[0] > 64 and pooling != "none":
-            # a trainable selection must learn where it selects (not only get the zero-valued
-            # keep-in-graph term); poolers without a scorer (most-used) have nothing to check here
-            scorers = {n: p for n, p in params.items() if ".scorer." in n}
-            assert all(p.grad.abs().sum() > 0 for p in scorers.values()), sorted(scorers)
