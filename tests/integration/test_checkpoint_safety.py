@@ -1,7 +1,8 @@
 """Loading a checkpoint never runs pickled code outside the allowlist; bad files give clear errors.
 
-The plugin is imported by conftest, so ``checkpoint_safety.install()`` has run in this process:
-fairseq's ``load_checkpoint_to_cpu`` is wrapped and torch's safe loader knows fairseq's classes.
+This file imports the fairseq adapter, which applies its patches (fairseq_plugin/patches.py):
+``safe_checkpoint_loading`` wraps fairseq's ``load_checkpoint_to_cpu`` and allowlists fairseq's
+classes for torch's safe loader, ``atomic_checkpoint_copy`` makes ``PathManager.copy`` atomic.
 """
 import argparse
 import io
@@ -17,12 +18,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deep_pyramidion import checkpoint_safety
-from deep_pyramidion.checkpoint_safety import TRUSTED_GLOBALS_ENV, CheckpointError
+import deep_pyramidion.fairseq_plugin  # noqa: F401  (applies the patches)
+from deep_pyramidion.fairseq_plugin import checkpoint_safety, patches
+from deep_pyramidion.fairseq_plugin.checkpoint_safety import TRUSTED_GLOBALS_ENV, CheckpointError
 from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
 
 from tests.support.corpus import fairseq_cli
+from tests.support.paths import USER_DIR
 
 
 class CreatesAFile:
@@ -108,7 +111,7 @@ def _write_module(folder, name="trusted_mod"):
 
 
 def _probe(path, env_value, pythonpath):
-    code = ("import sys, deep_pyramidion\n"
+    code = ("import sys, deep_pyramidion.fairseq_plugin\n"
             "from fairseq import checkpoint_utils\n"
             "state = checkpoint_utils.load_checkpoint_to_cpu(sys.argv[1])\n"
             "print('NOTE', type(state['note']).__module__, state['note'].text)\n")
@@ -135,7 +138,7 @@ def test_unknown_class_is_refused_then_allowed_by_the_environment(tmp_path):
     refused = _probe(path, None, tmp_path)
     assert refused.returncode != 0
     last = refused.stderr.strip().splitlines()[-1]
-    assert last.startswith("deep_pyramidion.checkpoint_safety.CheckpointError")
+    assert last.startswith("deep_pyramidion.fairseq_plugin.checkpoint_safety.CheckpointError")
     assert f"{TRUSTED_GLOBALS_ENV}={module}.Note" in last
     assert "_weights_only_unpickler" not in refused.stderr  # no trace from inside the unpickler
 
@@ -163,7 +166,7 @@ def test_refusal_through_fairseq_generate(tmp_path):
     env = dict(os.environ)
     env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
     proc = subprocess.run(
-        [fairseq_cli("fairseq-generate"), str(data), "--user-dir", os.path.dirname(checkpoint_safety.__file__),
+        [fairseq_cli("fairseq-generate"), str(data), "--user-dir", USER_DIR,
          "--task", "translation", "--source-lang", "src", "--target-lang", "tgt",
          "--path", str(evil), "--gen-subset", "test"],
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
@@ -281,9 +284,16 @@ def test_checkpoint_copies_are_atomic(tmp_path, monkeypatch):
 
 
 def test_unsafe_loader_environment_is_warned_about(caplog, monkeypatch):
+    """Applying the safe-loading patch with torch's unsafe loader forced on says so."""
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    with caplog.at_level("WARNING", logger="deep_pyramidion.checkpoint_safety"):
-        checkpoint_safety.install()
+    patch = patches.BY_NAME["safe_checkpoint_loading"]
+    assert patch.applied
+    try:
+        patch.revert()
+        with caplog.at_level("WARNING", logger="deep_pyramidion.fairseq_plugin.checkpoint_safety"):
+            patch.apply()
+    finally:
+        patch.apply()  # a no-op when it is applied already
     assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" in caplog.text
 
 
