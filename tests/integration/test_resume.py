@@ -12,6 +12,7 @@ import time
 import pytest
 import torch
 
+import deep_pyramidion.fairseq_plugin  # noqa: F401  (torch.load: fairseq's checkpoint classes allowlisted)
 from tests.support.paths import USER_DIR
 from tests.support.corpus import copy_task, fairseq_cli
 
@@ -126,7 +127,7 @@ def _last_line(proc):
 def _assert_clear(proc, *needles):
     assert proc.returncode != 0
     last = _last_line(proc)
-    assert last.startswith("deep_pyramidion.checkpoint_safety.CheckpointError: "), proc.stderr[-3000:]
+    assert last.startswith("deep_pyramidion.fairseq_plugin.checkpoint_safety.CheckpointError: "), proc.stderr[-3000:]
     for needle in needles:
         assert needle in last, last
     # the traceback ends in the plugin's wrapper, not inside torch's unpickler or pickle
