@@ -56,7 +56,7 @@ def test_interactive(seed_run):
 def test_checkpoint_needs_only_the_allowlist(seed_run):
     """torch's safe loader stays on: importing the plugin is what makes fairseq checkpoints load."""
     probe = ("import sys, torch\n"
-             "if sys.argv[2] == '1':\n    import deep_pyramidion\n"
+             "if sys.argv[2] == '1':\n    import deep_pyramidion.fairseq_plugin\n"
              "state = torch.load(sys.argv[1], weights_only=True)\n"
              "assert 'model' in state\n")
     ckpt = str(seed_run["ckpt"])
