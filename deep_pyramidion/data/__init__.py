@@ -1,7 +1,8 @@
-"""Data side of deep_pyramidion: raw papers -> text splits -> binarized fairseq data -> ROUGE.
+"""Data side of deep_pyramidion: raw papers -> text splits -> binarized fairseq data.
 
-The modules here import only what they need (no fairseq, no torch), except
-:mod:`deep_pyramidion.data.binarize`, which runs ``fairseq-preprocess`` in a subprocess.
+Nothing here imports fairseq or torch: :mod:`deep_pyramidion.data.binarize` runs
+``fairseq-preprocess`` in a subprocess and reads the binarized counts from the index headers.
+Scoring the summaries is :mod:`deep_pyramidion.eval`.
 
 Layout written by the ``scripts/prepare_*.py`` scripts (one document per line, UTF-8)::
 
@@ -10,12 +11,15 @@ Layout written by the ``scripts/prepare_*.py`` scripts (one document per line, U
     DIR/{train,dev-0,test-A}.ids   one document id per line, same order
 
 Modules:
-    io         line reading with file:line errors, whitespace normalisation, skip accounting
-    sentences  the sentence marker and the sentence-splitting rule
-    aclsum     the ACLSum papers shipped by the ``aclsum`` package
+    io            the one rule for a document line (files and stdin), UTF-8 errors with line and
+                  byte offset, JSON lines
+    sentences     the sentence marker and the sentence-splitting rule
+    splits        the split writer shared by the prepare steps, skip accounting, record shapes
+    output        outputs built beside the old ones and swapped in on success; input/output overlap
+    aclsum        the ACLSum papers shipped by the ``aclsum`` package
     arxiv_pubmed  the arXiv / PubMed release of Cohan et al. (2018)
-    binarize   sentencepiece + fairseq-preprocess, dictionary / model consistency check
-    rouge      ROUGE-1/2/L/Lsum, bootstrap intervals, fairseq-generate parsing, Lead baseline
+    binarize      sentencepiece + fairseq-preprocess, dictionary / model consistency check
+    cli, cli_common  the command lines of the prepare and preprocess scripts, exit codes
 """
 
 SPLITS = ("train", "dev-0", "test-A")

@@ -15,23 +15,32 @@ Source = the article sentences joined with spaces; reference = the abstract sent
 The Hugging Face ``datasets`` copy (``scientific_papers`` with config ``arxiv``/``pubmed``) has no
 ids and stores ``article``/``abstract`` as newline-separated strings; it is read by
 :func:`iter_hf_records` when the optional ``datasets`` package is installed.
+
+Every record is checked for its shape: a line that is JSON but not an object, an ``article_id``
+that is not a string or an integer, an ``article_text`` / ``abstract_text`` that is neither a
+string nor an array of strings (``null`` counts as empty) make the document skipped with a warning
+naming it and the field, like any other unusable document (``--strict``: an error).
 """
 
 import logging
 import os
 import re
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence
 
-from .io import (
-    DataError,
+from .io import DataError, iter_json_values, normalize_whitespace
+from .output import StagedDir, check_not_overlapping
+from .sentences import remove_marker, split_sentences
+from .splits import (
+    PREPARED_OWNED,
+    Document,
     PrepareResult,
+    Record,
+    SkipDocument,
     SkipLog,
-    SplitWriter,
-    iter_jsonl,
-    normalize_whitespace,
-    truncate_words,
+    string_list,
+    type_name,
+    write_split,
 )
-from .sentences import join_sentences, remove_marker, split_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +57,6 @@ _STEM_ALIASES = {
 }
 _EXTENSIONS = (".txt", ".jsonl", ".json")
 _SENTENCE_TAG = re.compile(r"<S>(.*?)</S>", re.DOTALL)
-
-# (where, doc_id, article, abstract) as read from a source, before any cleaning
-Record = Tuple[str, str, object, object]
 
 
 def find_split_files(inputs: Sequence[str], splits: Sequence[str] = tuple(SPLIT_NAMES)) -> Dict[str, str]:
@@ -126,12 +132,39 @@ def article_source(article: object) -> str:
     return remove_marker(article)
 
 
+def _document(where: str, article: object, abstract: object, article_field: str, abstract_field: str) -> Document:
+    """Validate the two fields' types (:class:`SkipDocument` naming the field) and clean them."""
+    string_list(article, article_field)
+    string_list(abstract, abstract_field)
+    return Document(article_source(article), abstract_sentences(abstract), where, source_field=article_field)
+
+
+def _doc_id(value: object, fallback: str) -> str:
+    if value is None or value == "" or isinstance(value, bool) or not isinstance(value, (str, int)):
+        return fallback
+    return normalize_whitespace(str(value)).replace(" ", "_") or fallback
+
+
+def _skip(reason: str):
+    raise SkipDocument(reason)
+
+
 def iter_original_records(path: str) -> Iterator[Record]:
     """Records of one split file of the original release."""
-    for lineno, obj in iter_jsonl(path):
-        doc_id = obj.get("article_id")
-        doc_id = normalize_whitespace(str(doc_id)).replace(" ", "_") if doc_id not in (None, "") else ""
-        yield f"{path}:{lineno}", doc_id or f"line{lineno}", obj.get("article_text"), obj.get("abstract_text")
+    for lineno, obj in iter_json_values(path):
+        where = f"{path}:{lineno}"
+        if not isinstance(obj, dict):
+            reason = f"record is {type_name(obj)}, expected a JSON object"
+            yield Record(f"line{lineno}", where, lambda r=reason: _skip(r))
+            continue
+        raw_id = obj.get("article_id")
+        doc_id = _doc_id(raw_id, f"line{lineno}")
+        if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int))):
+            reason = f"field article_id is {type_name(raw_id)}, expected a string"
+            yield Record(doc_id, where, lambda r=reason: _skip(r))
+            continue
+        article, abstract = obj.get("article_text"), obj.get("abstract_text")
+        yield Record(doc_id, where, lambda w=where, a=article, b=abstract: _document(w, a, b, "article_text", "abstract_text"))
 
 
 def iter_hf_records(name: str, config: str, split: str) -> Iterator[Record]:
@@ -148,40 +181,24 @@ def iter_hf_records(name: str, config: str, split: str) -> Iterator[Record]:
     except Exception as err:  # network, missing script support, unknown config ...
         raise DataError(f"could not load {name}/{config} split {split} with datasets: {err}") from err
     for index, row in enumerate(dataset):
-        doc_id = row.get("article_id") or row.get("id") or f"{config}-{split}-{index}"
-        doc_id = normalize_whitespace(str(doc_id)).replace(" ", "_")
-        yield f"{name}/{config}:{split}[{index}]", doc_id, row.get("article"), row.get("abstract")
+        where = f"{name}/{config}:{split}[{index}]"
+        if not isinstance(row, dict):
+            yield Record(f"{config}-{split}-{index}", where, lambda: _skip("row is not a mapping"))
+            continue
+        doc_id = _doc_id(row.get("article_id") or row.get("id"), f"{config}-{split}-{index}")
+        article, abstract = row.get("article"), row.get("abstract")
+        yield Record(doc_id, where, lambda w=where, a=article, b=abstract: _document(w, a, b, "article", "abstract"))
 
 
-def write_split(
-    records: Iterable[Record],
-    out_dir: str,
-    split: str,
-    result: PrepareResult,
-    max_source_words: Optional[int] = None,
-) -> None:
-    """Clean and write the records of one split, counting every skipped document in ``result``."""
-    seen = {}
-    listed = 0
-    with SplitWriter(out_dir, split) as writer:
-        for where, doc_id, article, abstract in records:
-            listed += 1
-            if doc_id in seen:
-                result.skips.skip(split, doc_id, where, f"duplicate id (first at {seen[doc_id]})")
-                continue
-            seen[doc_id] = where
-            source = article_source(article)
-            if not source:
-                result.skips.skip(split, doc_id, where, "empty document (no article text)")
-                continue
-            sentences = abstract_sentences(abstract)
-            if not sentences:
-                result.skips.skip(split, doc_id, where, "document without an abstract")
-                continue
-            writer.write(doc_id, truncate_words(source, max_source_words), join_sentences(sentences))
-    result.listed[split] = listed
-    result.counts[split] = writer.count
-    logger.info("%s: wrote %d of %d documents", split, writer.count, listed)
+def _prepare(per_split, out_dir: str, strict: bool, max_source_words: Optional[int], source: str,
+             inputs=()) -> PrepareResult:
+    check_not_overlapping("--out", out_dir, inputs)
+    result = PrepareResult(skips=SkipLog(strict=strict))
+    with StagedDir(out_dir, PREPARED_OWNED, "--out") as stage:
+        for split, records in per_split:
+            write_split(records, stage, SPLIT_NAMES[split], result, max_source_words)
+        result.write_manifest(stage, source=source)
+    return result
 
 
 def prepare_arxiv_pubmed(
@@ -191,12 +208,12 @@ def prepare_arxiv_pubmed(
     strict: bool = False,
     splits: Sequence[str] = tuple(SPLIT_NAMES),
 ) -> PrepareResult:
-    """Convert the original release (folder or split files) to ``train``/``dev-0``/``test-A``."""
+    """Convert the original release (folder or split files) to ``train``/``dev-0``/``test-A`` in
+    ``out_dir`` (with ``prepare.json``), replacing what it held only when every split was written."""
     files = find_split_files(inputs, splits)
-    result = PrepareResult(skips=SkipLog(strict=strict))
-    for split, path in files.items():
-        write_split(iter_original_records(path), out_dir, SPLIT_NAMES[split], result, max_source_words)
-    return result
+    per_split = ((split, iter_original_records(path)) for split, path in files.items())
+    flagged = [("--input", p) for p in list(inputs) + list(files.values())]
+    return _prepare(per_split, out_dir, strict, max_source_words, ", ".join(inputs), flagged)
 
 
 def prepare_hf(
@@ -209,8 +226,5 @@ def prepare_hf(
 ) -> PrepareResult:
     """Same as :func:`prepare_arxiv_pubmed` from the Hugging Face copy."""
     hf_split = {"train": "train", "val": "validation", "test": "test"}
-    result = PrepareResult(skips=SkipLog(strict=strict))
-    for split in splits:
-        records = iter_hf_records(name, config, hf_split[split])
-        write_split(records, out_dir, SPLIT_NAMES[split], result, max_source_words)
-    return result
+    per_split = ((split, iter_hf_records(name, config, hf_split[split])) for split in splits)
+    return _prepare(per_split, out_dir, strict, max_source_words, f"{name}/{config} (Hugging Face datasets)")

@@ -22,7 +22,13 @@ Steps of :func:`preprocess`:
 
 The output folder holds ``spm.model``/``spm.vocab`` (use it as ``--sentencepiece-model``),
 ``dict.src.txt``/``dict.tgt.txt`` (identical), the binarized splits, the ``{split}.ids`` files and
-``preprocess.json``.
+``preprocess.json``. It is built beside the old one and swapped in only when every step succeeded
+(:class:`~deep_pyramidion.data.output.StagedDir`): a failing rerun leaves the previous folder as it
+was (its ``spm.model`` too, even when that is the model being reused), a successful one leaves
+nothing of the previous run (no old ``{split}.ids`` beside new binaries).
+
+Nothing here imports fairseq: ``fairseq-preprocess`` runs in a subprocess and the binarized
+document counts are read from the ``.idx`` headers (:func:`binarized_length`).
 """
 
 import json
@@ -30,6 +36,7 @@ import logging
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from collections import Counter
@@ -37,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .io import DataError, iter_lines
+from .output import StagedDir, check_not_overlapping, owned_by
 from .sentences import MARKER, split_marked
 
 logger = logging.getLogger(__name__)
@@ -163,7 +171,8 @@ def _encode_batch(lines: List[str]) -> Tuple[List[str], Counter]:
     out = []
     for pieces in _WORKER_SPM.encode(lines, out_type=str):
         counts.update(pieces)
-        out.append(" ".join(pieces))
+        # fairseq reads the piece files with universal newlines: a \r would end a line there
+        out.append(" ".join(pieces).replace("\r", " "))
     return out, counts
 
 
@@ -381,11 +390,11 @@ def run_fairseq_preprocess(
     if others:
         cmd += ["--validpref", ",".join(os.path.join(pieces_dir, s) for s in others)]
     logger.info("running %s", " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if proc.returncode != 0:
-        raise DataError(
-            f"fairseq-preprocess failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-        )
+        logger.error("fairseq-preprocess output:\n%s\n%s", proc.stdout[-2000:], proc.stderr[-3000:])
+        last = [line for line in proc.stderr.splitlines() if line.strip()][-1:] or ["(no message)"]
+        raise DataError(f"fairseq-preprocess failed (exit {proc.returncode}): {last[0].strip()[:300]}")
     for split, name in names.items():
         for old, new in zip(binary_files(scratch, name, src, tgt), binary_files(dest_dir, split, src, tgt)):
             if not os.path.isfile(old):
@@ -397,13 +406,42 @@ def run_fairseq_preprocess(
     shutil.rmtree(scratch, ignore_errors=True)
 
 
-def binarized_length(prefix: str) -> int:
-    """Number of documents in a binarized mmap dataset (``prefix`` without ``.bin``/``.idx``)."""
-    from fairseq.data import indexed_dataset  # fairseq only where it is needed
+_IDX_MAGIC = b"MMIDIDX\x00\x00"  # fairseq.data.indexed_dataset.MMapIndexedDataset.Index._HDR_MAGIC
+_IDX_HEADER = struct.Struct("<9sQBQ")  # magic, version (1), dtype code, number of documents
+_IDX_ITEMSIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 8, 7: 8, 8: 2, 9: 4, 10: 8}  # fairseq's _code_to_dtype
 
-    if not indexed_dataset.MMapIndexedDataset.exists(prefix):
-        raise DataError(f"{prefix}.idx/.bin: binarized dataset not found")
-    return len(indexed_dataset.MMapIndexedDataset(prefix))
+
+def binarized_length(prefix: str) -> int:
+    """Number of documents in a binarized mmap dataset (``prefix`` without ``.bin``/``.idx``).
+
+    Read from the ``.idx`` header as fairseq's ``MMapIndexedDataset.Index`` writes it (9-byte
+    magic, version 1 as ``<Q``, dtype code as ``<B``, document count as ``<Q``, then the count's
+    int32 sizes and int64 pointers), without importing fairseq (and so torch). The header is checked
+    against the file sizes, so a truncated ``.idx`` or ``.bin`` is an error, not a wrong count.
+    """
+    idx, data = prefix + ".idx", prefix + ".bin"
+    if not (os.path.isfile(idx) and os.path.isfile(data)):
+        raise DataError(f"{idx}/.bin: binarized dataset not found")
+    with open(idx, "rb") as handle:
+        header = handle.read(_IDX_HEADER.size)
+        if len(header) < _IDX_HEADER.size or not header.startswith(_IDX_MAGIC):
+            raise DataError(f"{idx}: not a fairseq mmap index (--dataset-impl mmap)")
+        _, version, code, count = _IDX_HEADER.unpack(header)
+        if version != 1 or code not in _IDX_ITEMSIZE:
+            raise DataError(f"{idx}: unsupported mmap index (version {version}, dtype code {code})")
+        size = os.fstat(handle.fileno()).st_size
+        if size != _IDX_HEADER.size + 12 * count:
+            raise DataError(f"{idx}: damaged: its header says {count} documents, its size does not match")
+        tokens = 0
+        left = count
+        while left:  # sum of the int32 sizes, in bounded chunks
+            n = min(left, 1 << 20)
+            chunk = handle.read(4 * n)
+            tokens += sum(struct.unpack(f"<{n}i", chunk))
+            left -= n
+    if os.path.getsize(data) != tokens * _IDX_ITEMSIZE[code]:
+        raise DataError(f"{data}: damaged: holds {os.path.getsize(data)} bytes, its index says {tokens} tokens")
+    return count
 
 
 # --------------------------------------------------------------------------- the whole step
@@ -420,6 +458,11 @@ class PreprocessResult:
 
 _OUTPUT_PATTERNS = (re.compile(r"^.+\.src-tgt\.(src|tgt)\.(bin|idx)$"), re.compile(r"^dict\..+\.txt$"),
                     re.compile(r"^spm\.(model|vocab)$"))  # fmt: skip
+#: everything a preprocess run writes into OUT (and what a half-finished older run left there)
+PREPROCESSED_OWNED = owned_by(
+    names=("preprocess.json", "preprocess.log", ".pieces", ".fairseq-preprocess"),
+    patterns=(r".+\.src-tgt\.(src|tgt)\.(bin|idx)", r"dict\..+\.txt", r"spm\.(model|vocab)", r".+\.ids"),
+)
 
 
 def _existing_outputs(out_dir: str) -> List[str]:
@@ -442,24 +485,41 @@ def preprocess(
     overwrite: bool = False,
     seed: Optional[int] = None,
 ) -> PreprocessResult:
-    """The whole step (see the module docstring). Raises :class:`DataError` on bad input."""
+    """The whole step (see the module docstring). Raises :class:`DataError` on bad input.
+
+    Checked before any work: ``data_dir`` and ``out_dir`` are not the same folder and neither
+    would be destroyed by replacing the other; ``out_dir`` holds nothing but a previous run's
+    output (which needs ``overwrite``); the text splits are consistent.
+    """
     if "train" not in splits and spm_model is None:
         raise DataError("without a train split a sentencepiece model must be given (--spm-model)")
+    if os.path.realpath(data_dir) == os.path.realpath(out_dir):
+        raise DataError(f"--data {data_dir} and --out {out_dir} are the same folder; choose another --out")
+    check_not_overlapping("--out", out_dir, [("--data", data_dir)])
     existing = _existing_outputs(out_dir)
     if existing and not overwrite:
         raise DataError(f"{out_dir} already holds preprocessed data ({', '.join(existing[:4])}, ...); pass --overwrite")
     counts = check_text_splits(data_dir, splits)
-    os.makedirs(out_dir, exist_ok=True)
-    for name in existing:
-        os.remove(os.path.join(out_dir, name))
+    if spm_model is not None:
+        spm_pieces(spm_model)  # fails clearly when it is not a model
+    with StagedDir(out_dir, PREPROCESSED_OWNED, "--out") as stage:
+        result = _preprocess_into(stage, out_dir, data_dir, counts, vocab_size, spm_model, workers, splits,
+                                  model_type, character_coverage, input_sentence_size, keep_pieces, seed)  # fmt: skip
+    result.out_dir = out_dir
+    result.spm_model = os.path.join(out_dir, "spm.model")
+    result.dictionary = os.path.join(out_dir, "dict.src.txt")
+    return result
 
+
+def _preprocess_into(out_dir, final_dir, data_dir, counts, vocab_size, spm_model, workers, splits, model_type,
+                     character_coverage, input_sentence_size, keep_pieces, seed) -> PreprocessResult:
+    """Steps 2-6 into the (empty, staged) ``out_dir``; messages name ``final_dir``."""
     model_path = os.path.join(out_dir, "spm.model")
     if spm_model is None:
         train_text = [os.path.join(data_dir, "train.src"), os.path.join(data_dir, "train.tgt")]
         train_spm(train_text, os.path.join(out_dir, "spm"), vocab_size, model_type, character_coverage,
                   input_sentence_size, workers, seed)  # fmt: skip
     else:
-        spm_pieces(spm_model)  # fails clearly when it is not a model
         shutil.copyfile(spm_model, model_path)
         vocab = os.path.splitext(spm_model)[0] + ".vocab"
         if os.path.isfile(vocab):
@@ -490,7 +550,7 @@ def preprocess(
             n = binarized_length(os.path.join(out_dir, f"{split}.src-tgt.{lang}"))
             if n != counts[split]:
                 raise DataError(
-                    f"{out_dir}/{split}.src-tgt.{lang}.bin holds {n} documents but "
+                    f"{final_dir}/{split}.src-tgt.{lang}.bin holds {n} documents but "
                     f"{data_dir}/{split}.{lang} has {counts[split]}"
                 )
         ids = os.path.join(data_dir, f"{split}.ids")

@@ -1,29 +1,21 @@
 """scripts/preprocess.py: sentencepiece + fairseq-preprocess into train / dev-0 / test-A, the
 dictionary / model consistency check, and bad inputs."""
-import importlib.util
 import random
 from pathlib import Path
 
 import pytest
 
 from deep_pyramidion.data import binarize
+from deep_pyramidion.data.cli import preprocess_main
 from deep_pyramidion.data.io import DataError
 from deep_pyramidion.data.sentences import MARKER
 
-REPO = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "dev-0", "test-A")
 SIZES = {"train": 40, "dev-0": 7, "test-A": 5}
 WORDS = (
     "pooling attention encoder decoder token summary document model layer chunk score select "
     "paper result long sparse dense training inference memory speed"
 ).split()
-
-
-def load_preprocess_script():
-    spec = importlib.util.spec_from_file_location("script_preprocess", REPO / "scripts" / "preprocess.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def sentence(rng, n):
@@ -50,7 +42,7 @@ def binarized(tmp_path_factory):
     data = write_corpus(root / "text")
     out = root / "bin"
     # a vocabulary far larger than this corpus can fill: must not fail, only warn
-    rc = load_preprocess_script().main(["--data", str(data), "--out", str(out), "--vocab-size", "5000", "--workers", "2"])
+    rc = preprocess_main(["--data", str(data), "--out", str(out), "--vocab-size", "5000", "--workers", "2"])
     assert rc == 0
     return data, out
 
@@ -99,16 +91,15 @@ def test_marker_is_one_piece_and_dictionary_matches_model(binarized):
     assert sp.get_piece_size() < 5000  # capped by the corpus, not failed
     report = binarize.check_spm_dictionary(str(out / "spm.model"), str(out / "dict.src.txt"))
     assert report.missing == [] and report.unknown == [] and report.marker_is_piece
-    assert load_preprocess_script().main(["--check", str(out)]) == 0
+    assert preprocess_main(["--check", str(out)]) == 0
 
 
 def test_reuse_spm_model_and_refuse_to_overwrite(binarized, tmp_path, capsys):
     data, out = binarized
-    script = load_preprocess_script()
-    assert script.main(["--data", str(data), "--out", str(out), "--vocab-size", "100"]) == 1
+    assert preprocess_main(["--data", str(data), "--out", str(out), "--vocab-size", "100"]) == 1
     assert "already holds preprocessed data" in capsys.readouterr().err
     again = tmp_path / "again"
-    rc = script.main(["--data", str(data), "--out", str(again), "--spm-model", str(out / "spm.model")])
+    rc = preprocess_main(["--data", str(data), "--out", str(again), "--spm-model", str(out / "spm.model")])
     assert rc == 0
     assert (again / "spm.model").read_bytes() == (out / "spm.model").read_bytes()
     assert sorted(binarize.read_dictionary(str(again / "dict.src.txt"))) == sorted(
@@ -127,7 +118,7 @@ def test_mismatched_spm_model_is_detected_naming_both_files(binarized, tmp_path,
     with pytest.raises(DataError) as err:
         binarize.check_spm_dictionary(other, str(out / "dict.src.txt"))
     assert other in str(err.value) and str(out / "dict.src.txt") in str(err.value)
-    rc = load_preprocess_script().main(["--check", str(out), "--spm-model", other])
+    rc = preprocess_main(["--check", str(out), "--spm-model", other])
     assert rc == 1
     assert "does not match dictionary" in capsys.readouterr().err
 
@@ -162,7 +153,7 @@ def test_bad_text_splits_name_file_and_line(tmp_path):
 def test_preprocess_script_reports_bad_input(tmp_path, capsys):
     data = write_corpus(tmp_path / "d")
     (data / "dev-0.src").unlink()
-    rc = load_preprocess_script().main(["--data", str(data), "--out", str(tmp_path / "o"), "--vocab-size", "100"])
+    rc = preprocess_main(["--data", str(data), "--out", str(tmp_path / "o"), "--vocab-size", "100"])
     assert rc == 1
     assert f"{data / 'dev-0.src'}: missing split file" in capsys.readouterr().err
     assert not (tmp_path / "o" / "spm.model").exists()
@@ -175,3 +166,42 @@ def test_fairseq_names_follow_split_order():
         "test-A": "valid1",
         "test-B": "valid2",
     }
+
+
+def test_binarized_length_reads_the_index_header_as_fairseq_counts_it(binarized, tmp_path):
+    import shutil
+
+    from fairseq.data import indexed_dataset
+
+    _, out = binarized
+    for split in SPLITS:
+        for lang in ("src", "tgt"):
+            prefix = str(out / f"{split}.src-tgt.{lang}")
+            assert binarize.binarized_length(prefix) == len(indexed_dataset.MMapIndexedDataset(prefix)) == SIZES[split]
+    # a damaged copy is an error naming the file, never a wrong count
+    prefix = tmp_path / "train.src-tgt.src"
+    for ext in ("bin", "idx"):
+        shutil.copyfile(out / f"train.src-tgt.src.{ext}", f"{prefix}.{ext}")
+    idx = Path(f"{prefix}.idx")
+    full = idx.read_bytes()
+    idx.write_bytes(full[:-4])
+    with pytest.raises(DataError, match=r"train\.src-tgt\.src\.idx: damaged"):
+        binarize.binarized_length(str(prefix))
+    idx.write_bytes(b"NOTMAGIC!" + full[9:])
+    with pytest.raises(DataError, match="not a fairseq mmap index"):
+        binarize.binarized_length(str(prefix))
+    idx.write_bytes(full)
+    data = Path(f"{prefix}.bin")
+    data.write_bytes(data.read_bytes()[:-2])
+    with pytest.raises(DataError, match=r"train\.src-tgt\.src\.bin: damaged"):
+        binarize.binarized_length(str(prefix))
+
+
+def test_binarize_module_does_not_import_fairseq_or_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, deep_pyramidion.data.binarize as b, deep_pyramidion.data.cli, deep_pyramidion.eval.cli; "
+            "print('torch' in sys.modules, 'fairseq' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

@@ -1,5 +1,4 @@
 """Preparation of the text splits: ACLSum (real package data), arXiv/PubMed fixture, bad inputs."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,52 +8,14 @@ from deep_pyramidion.data import io as dio
 from deep_pyramidion.data.aclsum import SPLIT_NAMES as ACL_SPLITS
 from deep_pyramidion.data.aclsum import prepare_aclsum, read_split_list
 from deep_pyramidion.data.arxiv_pubmed import abstract_sentences, find_split_files, prepare_arxiv_pubmed
-from deep_pyramidion.data.sentences import MARKER, join_sentences, split_marked, split_sentences
+from deep_pyramidion.data.cli import prepare_aclsum_main, prepare_arxiv_pubmed_main
+from deep_pyramidion.data.sentences import MARKER, split_marked
+from tests.support.prepared import fake_aclsum as _fake_aclsum
+from tests.support.prepared import lines
+from tests.support.prepared import paper as _paper
+from tests.support.prepared import record as _record
 
-REPO = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "dev-0", "test-A")
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def lines(path):
-    return Path(path).read_text(encoding="utf-8").split("\n")[:-1]
-
-
-# --------------------------------------------------------------------------- sentences
-
-
-def test_split_sentences_rule():
-    text = 'We use e.g. Fig. 3 of J. Smith. It works! Does it? "Yes." 2020 was odd. the end'
-    assert split_sentences(text) == [
-        "We use e.g. Fig. 3 of J. Smith.",
-        "It works!",
-        "Does it?",
-        '"Yes."',
-        "2020 was odd. the end",
-    ]
-
-
-def test_split_sentences_lowercased_tokenized_text():
-    assert split_sentences("we study x . results in fig . 3 hold . done") == [
-        "we study x .",
-        "results in fig . 3 hold .",
-        "done",
-    ]
-
-
-def test_marker_round_trip_and_literal_marker_removed():
-    joined = join_sentences(["First  one.", "", "Has <q> inside.", "Last\tone."])
-    assert joined == "First one. <q> Has inside. <q> Last one."
-    assert split_marked(joined) == ["First one.", "Has inside.", "Last one."]
-    # spacing a detokenizer may leave around the marker
-    assert split_marked("a b.<q>c d. <q>  e") == ["a b.", "c d.", "e"]
-
 
 # --------------------------------------------------------------------------- aclsum (package data)
 
@@ -111,25 +72,6 @@ def test_aclsum_max_source_words(tmp_path):
     assert max(len(line.split()) for line in lines(tmp_path / "dev-0.src")) == 50
 
 
-def _fake_aclsum(root: Path, papers):
-    (root / "paper_jsons").mkdir(parents=True)
-    for list_name in ("train", "val", "test"):
-        with open(root / f"{list_name}.jsonl", "w") as f:
-            for doc_id, paper in papers.get(list_name, []):
-                f.write(json.dumps({"id": doc_id}) + "\n")
-                if paper is not None:
-                    path = root / "paper_jsons" / f"{doc_id}.json"
-                    if isinstance(paper, bytes):
-                        path.write_bytes(paper)
-                    else:
-                        path.write_text(json.dumps(paper))
-    return root
-
-
-def _paper(body, abstract):
-    return {"abstract": abstract, "pdf_parse": {"body_text": [{"text": t} for t in body]}}
-
-
 def test_aclsum_bad_documents_are_counted_and_named(tmp_path):
     data = _fake_aclsum(
         tmp_path / "ds",
@@ -146,8 +88,7 @@ def test_aclsum_bad_documents_are_counted_and_named(tmp_path):
         },
     )
     out = tmp_path / "out"
-    script = load_script("prepare_aclsum")
-    rc = script.main(["--data-dir", str(data), "--out", str(out)])
+    rc = prepare_aclsum_main(["--data-dir", str(data), "--out", str(out)])
     assert rc == 0
     assert lines(out / "train.ids") == ["good"]
     assert lines(out / "train.tgt") == ["Abs one. <q> Abs two."]
@@ -158,7 +99,7 @@ def test_aclsum_bad_documents_are_counted_and_named(tmp_path):
 
     with pytest.raises(dio.DataError, match="empty.json.*empty body.*--strict"):
         prepare_aclsum(str(tmp_path / "strict"), str(data), strict=True)
-    assert script.main(["--data-dir", str(data), "--out", str(tmp_path / "s2"), "--strict"]) == 1
+    assert prepare_aclsum_main(["--data-dir", str(data), "--out", str(tmp_path / "s2"), "--strict"]) == 1
 
 
 def test_prepare_aclsum_summary_line(tmp_path, capsys):
@@ -166,24 +107,11 @@ def test_prepare_aclsum_summary_line(tmp_path, capsys):
         tmp_path / "ds",
         {"train": [("a", _paper(["B."], "A.")), ("b", _paper([""], "A."))], "val": [], "test": []},
     )
-    assert load_script("prepare_aclsum").main(["--data-dir", str(data), "--out", str(tmp_path / "o")]) == 0
+    assert prepare_aclsum_main(["--data-dir", str(data), "--out", str(tmp_path / "o")]) == 0
     assert "skipped 1 of 2: ids train:b" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- arXiv / PubMed fixture
-
-
-def _record(doc_id, article, abstract):
-    return json.dumps(
-        {
-            "article_id": doc_id,
-            "article_text": article,
-            "abstract_text": abstract,
-            "labels": None,
-            "section_names": ["introduction", "conclusion"],
-            "sections": [article[:1], article[1:]],
-        }
-    )
 
 
 @pytest.fixture
@@ -231,8 +159,7 @@ def test_arxiv_pubmed_files_and_missing_split(original_release, tmp_path):
     (original_release / "val.txt").unlink()
     with pytest.raises(dio.DataError, match="missing split file for 'val'.*val.txt"):
         find_split_files([str(original_release)])
-    script = load_script("prepare_arxiv_pubmed")
-    assert script.main(["--input", str(original_release), "--out", str(tmp_path / "o")]) == 1
+    assert prepare_arxiv_pubmed_main(["--input", str(original_release), "--out", str(tmp_path / "o")]) == 1
 
 
 def test_arxiv_pubmed_bad_json_and_encoding_name_file_and_line(original_release, tmp_path, capsys):
@@ -243,8 +170,7 @@ def test_arxiv_pubmed_bad_json_and_encoding_name_file_and_line(original_release,
     # the failed split leaves no partial files behind
     assert not (tmp_path / "o" / "dev-0.src").exists()
     (original_release / "test.txt").write_text(_record("a", ["x ."], ["<S> y . </S>"]) + "\n{not json\n")
-    script = load_script("prepare_arxiv_pubmed")
-    assert script.main(["--input", str(original_release), "--out", str(tmp_path / "p"), "--splits", "test"]) == 1
+    assert prepare_arxiv_pubmed_main(["--input", str(original_release), "--out", str(tmp_path / "p"), "--splits", "test"]) == 1
     assert "test.txt:2: not valid JSON" in capsys.readouterr().err
 
 
@@ -265,20 +191,5 @@ def test_hf_without_datasets_is_a_clear_error(tmp_path, capsys, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_datasets)
-    script = load_script("prepare_arxiv_pubmed")
-    assert script.main(["--hf", "scientific_papers", "--config", "arxiv", "--out", str(tmp_path / "o")]) == 1
+    assert prepare_arxiv_pubmed_main(["--hf", "scientific_papers", "--config", "arxiv", "--out", str(tmp_path / "o")]) == 1
     assert "pip install datasets" in capsys.readouterr().err
-
-
-# --------------------------------------------------------------------------- io helpers
-
-
-def test_iter_lines_names_file_and_line(tmp_path):
-    path = tmp_path / "bad.src"
-    path.write_bytes(b"fine\nstill fine\r\nbad \xff here\n")
-    with pytest.raises(dio.DataError, match=r"bad\.src:3: not valid UTF-8 \(byte 0xff at column 5\)"):
-        list(dio.iter_lines(str(path)))
-    with pytest.raises(dio.DataError, match=r"missing\.src: file not found"):
-        dio.read_lines(str(tmp_path / "missing.src"))
-    path.write_bytes(b"a\r\nb\x0bc\n")  # only \n ends a line, as in fairseq's binarizer
-    assert dio.read_lines(str(path)) == ["a", "b\x0bc"]

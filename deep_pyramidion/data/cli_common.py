@@ -1,0 +1,79 @@
+"""What every command line of the data and evaluation packages shares: exit codes and the way an
+expected failure ends (one line on stderr, ``error: ...``, never a traceback).
+
+Exit codes (each CLI's ``--help`` lists the ones it uses):
+
+    0    success
+    1    bad input (a file missing, unreadable, not UTF-8, of the wrong shape; the message names the
+         file and line), or an output that cannot be written
+    2    usage: a flag missing, malformed or out of range (argparse's message)
+    3    a mismatch between inputs that are each fine (score.py: hypotheses and references are not
+         the same documents; a generate output without every expected document)
+    130  interrupted (Ctrl-C); outputs are left as they were before the run
+    141  stdout was closed early (``| head``): the command stops quietly, as other Unix tools do
+"""
+
+import os
+import sys
+from typing import Callable, List, Optional
+
+from .io import DataError
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 1
+EXIT_USAGE = 2
+EXIT_MISMATCH = 3
+EXIT_INTERRUPTED = 130
+EXIT_PIPE = 141
+
+EXIT_CODES_HELP = (
+    "exit status: 0 ok; 1 bad input or an unwritable output (the message names the file and line); "
+    "2 usage; {extra}130 interrupted; 141 stdout closed early (| head). On any failure the previous "
+    "outputs are left exactly as they were."
+)
+
+
+def exit_codes_help(extra: str = "") -> str:
+    """The exit-status paragraph of a CLI's ``--help``; ``extra`` adds codes such as ``3 ...; ``."""
+    return EXIT_CODES_HELP.format(extra=extra)
+
+
+def one_line(message: object) -> str:
+    """A message on one line (an exception text may hold newlines from quoted input)."""
+    return " ".join(str(message).split("\n")).strip()
+
+
+def fail(message: object, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"error: {one_line(message)}", file=sys.stderr)
+    return code
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush does not
+    print a second error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def run_cli(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None,
+            mismatch: tuple = ()) -> int:
+    """Run ``main(argv)`` and turn the expected failures into an exit code and one line:
+    :class:`DataError` -> 1 (an exception in ``mismatch`` -> 3), an OS error on a named file -> 1,
+    Ctrl-C -> 130, a closed stdout -> 141 (quietly). Anything else is a bug and keeps its traceback."""
+    try:
+        return main(argv)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_PIPE
+    except KeyboardInterrupt:
+        return fail("interrupted", EXIT_INTERRUPTED)
+    except DataError as err:
+        return fail(err, EXIT_MISMATCH if mismatch and isinstance(err, mismatch) else EXIT_BAD_INPUT)
+    except OSError as err:
+        if err.filename is None:
+            raise
+        return fail(f"{err.filename}: {err.strerror or err}")

@@ -1,0 +1,221 @@
+"""Writing outputs so that a failure never destroys what was there before.
+
+Every command that writes a folder (the prepare scripts, preprocess) builds the new folder beside
+the old one (``PARENT/.NAME.partial-PID``) and swaps it in only when everything succeeded; a file
+(``score.py --json``) is written beside its target and renamed onto it. So:
+
+- a failure (bad input, a crash, Ctrl-C, a full disk) leaves the previous output exactly as it was
+  and removes the half-built one;
+- a successful run leaves only what it wrote: nothing stale from an earlier run survives (an old
+  ``{split}.ids``, a split the new run does not have);
+- a folder holding files the command did not write is refused, not replaced, and so are an input
+  and an output that are the same place or nested so that replacing the output would delete the
+  input (:func:`check_not_overlapping`).
+
+The swap uses Linux's ``renameat2(RENAME_EXCHANGE)`` where the kernel and file system offer it (one
+atomic step); elsewhere it renames the old folder aside, renames the new one in and deletes the old
+one (a crash between the two renames leaves both folders, under their names, and nothing lost).
+"""
+
+import ctypes
+import ctypes.util
+import errno
+import logging
+import os
+import re
+import shutil
+import tempfile
+from typing import Callable, Iterable, Optional, Sequence, Tuple
+
+from .io import DataError
+
+logger = logging.getLogger(__name__)
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _renameat2_exchange(a: str, b: str) -> bool:
+    """Atomically exchange two paths; False when the system cannot (then nothing happened)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(code, os.strerror(code), b)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_tree(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def same_or_inside(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` or lies inside it (both resolved through symlinks)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives
+        return False
+
+
+def check_not_overlapping(out_flag: str, out: str, inputs: Iterable[Tuple[str, Optional[str]]]) -> None:
+    """Refuse an output folder/file that is an input, or that holds an input (replacing the
+    output would delete it). ``inputs`` are ``(flag, path)`` pairs; None paths are ignored."""
+    for flag, path in inputs:
+        if not path:
+            continue
+        if same_or_inside(path, out):
+            where = "is" if os.path.realpath(path) == os.path.realpath(out) else "is inside"
+            raise DataError(
+                f"{flag} {path} {where} {out_flag} {out}: the output would replace the input; "
+                f"choose an {out_flag} outside it"
+            )
+
+
+class StagedDir:
+    """``with StagedDir(final, owned, flag) as stage:`` build the new folder in ``stage``; on a
+    clean exit it replaces ``final``, on an exception it is deleted and ``final`` is untouched.
+
+    ``owned(name)`` says whether an entry of an existing ``final`` is one this command writes;
+    any other entry makes :meth:`__enter__` refuse (a folder of someone else's files is not
+    replaced). Half-built folders left by killed runs (their process is gone) are removed.
+    """
+
+    def __init__(self, final: str, owned: Callable[[str], bool], flag: str = "--out"):
+        self.flag = flag
+        self.given = final
+        self.final = os.path.realpath(final)  # a symlinked folder: build next to its target
+        self.parent, self.name = os.path.split(self.final)
+        self.owned = owned
+        self.stage: Optional[str] = None
+
+    def _check(self) -> Optional[int]:
+        if os.path.lexists(self.final) and not os.path.isdir(self.final):
+            raise DataError(f"{self.flag} {self.given}: exists and is not a folder")
+        if not os.path.isdir(self.final):
+            return None
+        foreign = sorted(n for n in os.listdir(self.final) if not self.owned(n))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f", ... ({len(foreign) - 5} more)" if len(foreign) > 5 else "")
+            raise DataError(
+                f"{self.flag} {self.given}: holds files this command did not write ({shown}); "
+                f"refusing to replace the folder: move them away or choose another {self.flag}"
+            )
+        return os.stat(self.final).st_mode & 0o7777
+
+    def _clean_leftovers(self) -> None:
+        pattern = re.compile(r"^\." + re.escape(self.name) + r"\.(partial|old)-(\d+)(-\w+)?$")
+        for entry in os.listdir(self.parent):
+            match = pattern.match(entry)
+            if match and not _pid_alive(int(match.group(2))):
+                logger.info("removing %s, left by an interrupted run", os.path.join(self.parent, entry))
+                _remove_tree(os.path.join(self.parent, entry))
+
+    def __enter__(self) -> str:
+        if not self.name:
+            raise DataError(f"{self.flag} {self.given}: not a folder that can be replaced")
+        mode = self._check()
+        try:
+            os.makedirs(self.parent, exist_ok=True)
+        except OSError as err:
+            raise DataError(f"{self.flag} {self.given}: cannot create {self.parent} ({err.strerror})") from None
+        self._clean_leftovers()
+        try:
+            self.stage = tempfile.mkdtemp(prefix=f".{self.name}.partial-{os.getpid()}-", dir=self.parent)
+        except OSError as err:
+            raise DataError(f"{self.flag} {self.given}: cannot write in {self.parent} ({err.strerror})") from None
+        if mode is None:
+            mode = 0o777 & ~_umask()
+        os.chmod(self.stage, mode)
+        return self.stage
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            _remove_tree(self.stage)
+            return
+        self.commit()
+
+    def commit(self) -> None:
+        """Swap the staged folder in (called by ``__exit__``)."""
+        self._check()  # nothing foreign appeared meanwhile
+        if not os.path.isdir(self.final):
+            os.rename(self.stage, self.final)
+            return
+        if _renameat2_exchange(self.stage, self.final):
+            _remove_tree(self.stage)  # now holds the old folder
+            return
+        aside = os.path.join(self.parent, f".{self.name}.old-{os.getpid()}")
+        _remove_tree(aside)
+        os.rename(self.final, aside)
+        try:
+            os.rename(self.stage, self.final)
+        except OSError:
+            os.rename(aside, self.final)
+            _remove_tree(self.stage)
+            raise
+        _remove_tree(aside)
+
+
+def owned_by(names: Sequence[str] = (), patterns: Sequence[str] = ()) -> Callable[[str], bool]:
+    """An ``owned`` predicate for :class:`StagedDir`: exact names or full-match regexes."""
+    compiled = [re.compile(p) for p in patterns]
+    exact = set(names)
+    return lambda name: name in exact or any(p.fullmatch(name) for p in compiled)
+
+
+def check_output_file(flag: str, path: str, inputs: Iterable[Tuple[str, Optional[str]]] = ()) -> None:
+    """Before any work: ``path`` can be written (its folder exists, it is not a folder) and is
+    none of the ``inputs``; :class:`DataError` naming the flag otherwise."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise DataError(f"{flag} {path}: is a folder, expected a file path")
+    if not os.path.isdir(folder):
+        raise DataError(f"{flag} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise DataError(f"{flag} {path}: cannot write in {folder} (permission denied)")
+    for other, input_path in inputs:
+        if input_path and os.path.exists(input_path) and os.path.realpath(input_path) == os.path.realpath(path):
+            raise DataError(f"{flag} {path} is the same file as {other} {input_path}; choose another {flag}")
+
+
+def write_file_atomic(path: str, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` (beside the target of a symlinked
+    ``path``, which stays a link) and rename it onto it: readers see the old or the new content."""
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.partial-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+        mode = os.stat(target).st_mode & 0o7777 if os.path.exists(target) else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

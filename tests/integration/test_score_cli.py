@@ -1,0 +1,53 @@
+"""scripts/score.py (deep_pyramidion.eval.cli.score_main): table and JSON, refusals, bad input."""
+import json
+
+import pytest
+
+from deep_pyramidion.eval.cli import score_main
+from deep_pyramidion.eval.rouge import score_pairs
+from tests.support.generate_logs import GENERATE_LOG, REFS, write
+
+
+def test_score_script_table_and_json(tmp_path, capsys):
+    ref = write(tmp_path / "r.tgt", REFS)
+    hyp = write(tmp_path / "h.txt", [REFS[0], "nothing in common", REFS[2]])
+    out = tmp_path / "rouge.json"
+    rc = score_main(["--hyp", hyp, "--ref", ref, "--json", str(out), "--bootstrap", "20"])
+    assert rc == 0
+    stdout = capsys.readouterr().out
+    header = [line for line in stdout.splitlines() if line.startswith("system")]
+    assert header and header[0].split() == ["system", "n", "R-1", "R-2", "R-L", "R-Lsum"]
+    data = json.loads(out.read_text())
+    r1 = data["systems"]["model"]["rouge1"]
+    assert r1["f1"] == pytest.approx(200 / 3)
+    assert r1["low"] <= r1["f1"] <= r1["high"]
+    assert data["n"] == 3 and data["bootstrap"] == 20
+
+
+def test_refuses_when_generate_output_lacks_the_last_documents(tmp_path, capsys):
+    # a reference set of 5 documents; the log only has ids 0..2 (a dropped final batch)
+    gen = tmp_path / "generate-test-A.txt"
+    gen.write_text(GENERATE_LOG)
+    ref = write(tmp_path / "test-A.tgt", REFS + ["fourth reference .", "fifth reference ."])
+    write(tmp_path / "test-A.ids", ["p0", "p1", "p2", "p3", "p4"])
+    rc = score_main(["--generate-output", str(gen), "--ref", ref, "--bootstrap", "0"])
+    captured = capsys.readouterr()
+    assert rc == 3
+    assert "2 of 5 references have no hypothesis: ids 3 (p3), 4 (p4)" in captured.err
+    assert "R-1" not in captured.out  # nothing scored
+
+
+def test_non_utf8_hypothesis_names_file_and_line(tmp_path, capsys):
+    ref = write(tmp_path / "r.tgt", REFS)
+    bad = tmp_path / "h.txt"
+    bad.write_bytes(b"fine\nok\nbroken \xe9t\xe9\n")
+    rc = score_main(["--hyp", str(bad), "--ref", ref, "--bootstrap", "0"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:3: not valid UTF-8" in err
+
+
+def test_parallel_scoring_gives_the_same_scores():
+    hyps = [REFS[1], "pooling layer tokens", REFS[0], "arxiv results"]
+    refs = [REFS[0], REFS[0], REFS[0], REFS[2]]
+    assert score_pairs(hyps, refs, workers=2) == score_pairs(hyps, refs)
