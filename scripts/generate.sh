@@ -7,9 +7,12 @@
 # Runs fairseq-generate DATA_BIN --user-dir <this repo>/deep_pyramidion <recipe flags> --path
 # CHECKPOINT --results-path RESULTS_DIR [--sentencepiece-model DATA_BIN/spm.model] <extra flags>
 # (extra flags last, so they win; SPM_MODEL=path replaces DATA_BIN/spm.model). fairseq writes
-# RESULTS_DIR/generate-SUBSET.txt. Then every document of the split must have a hypothesis: the
-# H- lines are counted against DATA_BIN/SUBSET.ids (written by scripts/preprocess.py) and a
-# shortfall is an error (exit 3). Score with:
+# RESULTS_DIR/generate-SUBSET.txt. Then the output must be complete: one whole run (not cut off,
+# not two runs appended, every H-/D-/P- line whole, fairseq's closing line there) holding every
+# document of DATA_BIN/SUBSET.ids (written by scripts/preprocess.py) exactly once, whatever
+# --nbest is; `python -m deep_pyramidion.eval.generate_output --check` decides, the same check
+# score.py applies. Anything else is an error naming what is missing or where the file is damaged
+# (exit 3). Score with:
 #   python scripts/score.py --generate-output RESULTS_DIR/generate-test-A.txt --ref data/arxiv/test-A.tgt
 # DRY_RUN=1 prints the command, one argument per line, instead of running it.
 set -euo pipefail
@@ -56,16 +59,19 @@ run_or_print "${cmd[@]}"
 
 out="$results/generate-$subset.txt"
 [ -f "$out" ] || { echo "error: fairseq-generate wrote no $out" >&2; exit 3; }
-got=$(grep -c '^H-[0-9]' "$out" || true)
+py="$REPO_ROOT/.venv/bin/python"
+[ -x "$py" ] || py="$(command -v python3)"
+check=("$py" -m deep_pyramidion.eval.generate_output --check "$out")
 if [ -f "$data/$subset.ids" ]; then
-  want=$(grep -c '' "$data/$subset.ids")
-  if [ "$got" != "$want" ]; then
-    echo "error: $out holds $got hypotheses for the $want documents of $subset ($data/$subset.ids):" \
-         "some documents got no summary (too long for --max-source-positions without --truncate-source?" \
-         "--skip-invalid-size-inputs-valid-test?)" >&2
-    exit 3
-  fi
-  echo "generate: $got summaries for the $want documents of $subset in $out" >&2
+  want=$(grep -c '' "$data/$subset.ids" || true)
+  check+=(--expected "$want" --ids "$data/$subset.ids")
+fi
+# the checker prints its one-line error itself
+if ! report=$(PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "${check[@]}"); then
+  exit 3
+fi
+if [ -n "${want:-}" ]; then
+  echo "generate: $report (the $want documents of $subset)" >&2
 else
-  echo "generate: $got summaries in $out (no $data/$subset.ids to check the count against)" >&2
+  echo "generate: $report (no $data/$subset.ids to check the count against)" >&2
 fi

@@ -84,7 +84,8 @@ class GenerateOutput:
         ``expected``, :class:`MismatchError` unless its documents are exactly ``0 .. expected-1``."""
         self.check_whole(expected)
         if expected is not None:
-            check_same_ids(self.nbest, range(expected), f"{self.path} vs the {expected} documents expected", doc_ids)
+            check_same_ids(self.nbest, range(expected), f"{self.path} vs the {expected} documents expected", doc_ids,
+                           refusing=INCOMPLETE)
 
     def check_whole(self, expected: Optional[int] = None) -> None:
         """The structural half of :meth:`check_complete`: one run, whole lines, the end of the run
@@ -275,16 +276,22 @@ def describe_ids(ids: Iterable[int], doc_ids: Optional[Sequence[str]], lines: bo
     return text
 
 
+INCOMPLETE = ("not every document of the split got a hypothesis (too long for --max-source-positions without "
+              "--truncate-source? --skip-invalid-size-inputs-valid-test?)")
+REFUSING_ROUGE = "refusing to report ROUGE on a different set of documents than the references"
+
+
 def check_same_ids(
     hyp_ids: Iterable[int],
     ref_ids: Iterable[int],
     what: str,
     doc_ids: Optional[Sequence[str]] = None,
     lines: bool = False,
+    refusing: str = REFUSING_ROUGE,
 ) -> None:
     """Raise :class:`MismatchError` unless both id sets are equal; the message lists the ids
     present on one side only: 0-based sample ids, or 1-based line numbers when ``lines``, with the
-    document ids when ``doc_ids`` is given."""
+    document ids when ``doc_ids`` is given. ``refusing`` opens the message."""
     hyp_ids, ref_ids = set(hyp_ids), set(ref_ids)
     if hyp_ids == ref_ids:
         return
@@ -299,10 +306,7 @@ def check_same_ids(
         )
     if extra:
         problems.append(f"{len(extra)} hypotheses have no reference: {unit} {describe_ids(extra, doc_ids, lines)}")
-    raise MismatchError(
-        f"refusing to report ROUGE on a different set of documents than the references ({what}): "
-        + "; ".join(problems)
-    )
+    raise MismatchError(f"{refusing} ({what}): " + "; ".join(problems))
 
 
 def _gaps(ids: Iterable[int], limit: int = 31) -> List[int]:
