@@ -28,8 +28,12 @@ $(VENV)/.fairseq-stamp: $(VENV)/bin/python
 	fi
 	touch $@
 
+# fairseq-fixed requires torchaudio, and pip resolves it to a build for another torch that fails
+# to load; fairseq's text tasks never import it, but transformers does whenever it is installed
+# (the Hugging Face BART tests and the LED benchmark), so it is removed after every install.
 $(VENV)/.install-stamp: $(VENV)/.fairseq-stamp setup.py
 	$(PIP) install -q -e ".[test,viz]"
+	$(PIP) uninstall -y -q torchaudio 2>/dev/null || true
 	touch $@
 
 install: $(VENV)/.install-stamp

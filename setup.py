@@ -14,6 +14,8 @@ setup(
         "numpy",
         "sentencepiece",
         "rouge-score",
+        "regex",          # GPT-2 byte-level BPE of pretrained BARTs (data/gpt2_bpe.py)
+        "safetensors",    # reading Hugging Face BART weights (pyramidion-convert)
         # fairseq 0.12.2 does not import on Python >= 3.11 (mutable dataclass defaults);
         # fairseq-fixed is fairseq main with those fixes and provides the same `fairseq` module.
         "fairseq==0.12.2; python_version < '3.11'",
@@ -25,15 +27,17 @@ setup(
         "hf": ["datasets"],
         # triton for the kernels' CPU-interpreter tests (TRITON_INTERPRET=1); wheels exist for
         # Linux x86_64 only, elsewhere those tests skip
-        "test": ["pytest", "hypothesis", "aclsum",
+        # transformers: the Hugging Face BART the converter is tested against
+        "test": ["pytest", "hypothesis", "aclsum", "transformers",
                  'triton; platform_system == "Linux" and platform_machine == "x86_64"'],
-        # scripts/benchmark.py: the Hugging Face LED peer and the plots
+        # benchmarks/ (python -m benchmarks): the Hugging Face LED peer and the plots
         "bench": ["transformers", "matplotlib"],
         "viz": ["matplotlib"],
     },
     entry_points={
         "console_scripts": [
             "pyramidion-summarize=deep_pyramidion.fairseq_plugin.cli:summarize_main",
+            "pyramidion-convert=deep_pyramidion.fairseq_plugin.cli:convert_main",
         ],
     },
 )

@@ -250,3 +250,62 @@ def highlight_main(argv: Optional[List[str]] = None) -> int:
     highlight_logger.info("wrote %s and %s", result["html"], result["png"])
     return 0
 
+
+
+CONVERT_DOC = """Convert a pretrained BART into a long-input pyramidion (LED's recipe).
+
+    pyramidion-convert bart.base/ bart-8k/ --max-source-positions 8192
+    pyramidion-convert hf-bart-large-cnn/ bart-large-16k/ --max-source-positions 16384 \\
+        --arch pyramidion_bart_large
+
+SRC_DIR is recognised by its files: a fairseq BART (model.pt + dict.txt, as fairseq distributes
+bart.base / bart.large / bart.large.cnn) or a Hugging Face BART (config.json, model.safetensors or
+pytorch_model.bin, vocab.json + merges.txt), read locally (nothing is downloaded). OUT_DIR gets
+model.pt, dict.txt (+ dict.src.txt, dict.tgt.txt), the BPE files encoder.json + vocab.bpe and
+convert.json (what was mapped, added and left out). Fine-tune with fairseq-train
+--finetune-from-model OUT_DIR/model.pt; see the README's "Starting from a pretrained BART".
+
+Exit status: 0 converted, 1 the source cannot be converted or OUT_DIR cannot be written (one line
+on stderr says why), 2 usage.
+"""
+
+
+def convert_main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="pyramidion-convert", description=CONVERT_DOC,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("src_dir", metavar="SRC_DIR", help="the pretrained BART")
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="where the pyramidion is written")
+    parser.add_argument("--max-source-positions", type=int, required=True, metavar="N",
+                        help="source tokens the encoder reads (>= the pretrained positions)")
+    parser.add_argument("--arch", choices=("pyramidion_bart_base", "pyramidion_bart_large"),
+                        help="family defaults (default: by the source's encoder layers)")
+    parser.add_argument("--enc-layers-and-token-width", metavar="DICT",
+                        help="pooling schedule of the new poolers; the fine-tuning command must "
+                             "name the same layers (default: half-way 2x the pretrained positions, "
+                             "after the last layer the pretrained positions)")
+    parser.add_argument("--encoder-json", metavar="PATH",
+                        help="GPT-2 BPE vocabulary, for a fairseq source that does not hold one")
+    parser.add_argument("--vocab-bpe", metavar="PATH", help="GPT-2 BPE merges, with --encoder-json")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the new poolers (default 1)")
+    args = parser.parse_args(argv)
+    if bool(args.encoder_json) != bool(args.vocab_bpe):
+        parser.error("--encoder-json and --vocab-bpe go together")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr, force=True)
+    from deep_pyramidion.fairseq_plugin.bart import ConversionError
+    from deep_pyramidion.fairseq_plugin.checkpoint_safety import CheckpointError
+    from deep_pyramidion.fairseq_plugin.convert import convert
+
+    try:
+        report = convert(args.src_dir, args.out_dir, args.max_source_positions, arch=args.arch,
+                         force=args.force, encoder_json=args.encoder_json,
+                         vocab_bpe=args.vocab_bpe, schedule=args.enc_layers_and_token_width,
+                         seed=args.seed)
+    except (ConversionError, CheckpointError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    logging.getLogger("pyramidion-convert").info(
+        "wrote %s (%s, %d source positions, schedule %s)", args.out_dir, report["arch"],
+        report["max_source_positions"], report["enc_layers_and_token_width"])
+    return 0

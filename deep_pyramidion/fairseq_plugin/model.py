@@ -242,6 +242,15 @@ def rows_per_source(sources: Tensor) -> int:
 # ------------------------------------------------------------------------------ architectures
 # Each architecture sets only the options where it differs; everything else comes from
 # PyramidionConfig's defaults (the pyramidion's options) and fairseq's base_architecture.
+# BART's conventions (fairseq's bart_large_architecture); the pretrained context of 1024 tokens is
+# the chunk, and the decoder, pretrained on 1024 encoder positions, reads 1024 pooled ones.
+BART_CONVENTIONS = dict(
+    encoder_learned_pos=True, decoder_learned_pos=True, layernorm_embedding=True,
+    no_scale_embedding=True, encoder_normalize_before=False, decoder_normalize_before=False,
+    activation_fn="gelu", share_all_embeddings=True, share_decoder_input_output_embed=True,
+    dropout=0.1, attention_dropout=0.1, relu_dropout=0.0, max_target_positions=1024,
+    chunk_size=1024,
+)
 ARCHITECTURES = {
     # the released code's sizes: 2+2 layers, d=512, ffn 2048, 8 heads, 2048 -> 512 tokens
     "pyramidion_base": dict(encoder_layers=2, decoder_layers=2),
@@ -252,6 +261,17 @@ ARCHITECTURES = {
                             encoder_ffn_embed_dim=128, encoder_attention_heads=4,
                             decoder_attention_heads=4, chunk_size=32,
                             enc_layers_and_token_width="{0: 64, 1: 16}"),
+    # a pretrained BART made long (pyramidion-convert); the sizes of bart.base / bart.large
+    "pyramidion_bart_base": dict(BART_CONVENTIONS, encoder_embed_dim=768,
+                                 encoder_ffn_embed_dim=3072, encoder_layers=6,
+                                 encoder_attention_heads=12, decoder_layers=6,
+                                 decoder_attention_heads=12,
+                                 enc_layers_and_token_width="{3: 2048, 5: 1024}"),
+    "pyramidion_bart_large": dict(BART_CONVENTIONS, encoder_embed_dim=1024,
+                                  encoder_ffn_embed_dim=4096, encoder_layers=12,
+                                  encoder_attention_heads=16, decoder_layers=12,
+                                  decoder_attention_heads=16,
+                                  enc_layers_and_token_width="{6: 2048, 11: 1024}"),
 }
 
 

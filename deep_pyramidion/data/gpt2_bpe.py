@@ -1,0 +1,138 @@
+"""GPT-2's byte-level BPE (the tokenizer of BART, RoBERTa, GPT-2), without torch or fairseq.
+
+A pretrained BART comes with its BPE as two files: ``encoder.json`` (fairseq's name; Hugging Face
+calls it ``vocab.json``): token string -> id, and ``vocab.bpe`` (``merges.txt``): the merges in rank
+order. Text is cut into words by GPT-2's regular expression, each word's UTF-8 bytes become
+printable characters (:func:`byte_alphabet`), the merges are applied lowest rank first, and each
+resulting token is looked up in the vocabulary. fairseq's ``--bpe gpt2`` does the same (its
+``gpt2_bpe_utils``), so the ids written here decode with ``fairseq-generate --bpe gpt2
+--gpt2-encoder-json ... --gpt2-vocab-bpe ...``; tests/integration compares the two on text.
+
+fairseq's dictionaries for BART hold these ids *as strings* ("13", "1250", ...): :meth:`encode_line`
+returns that form, one document per line, for ``fairseq-preprocess``.
+"""
+import json
+import logging
+from functools import lru_cache
+from typing import Dict, List, Tuple
+
+logger = logging.getLogger(__name__)
+
+# GPT-2's word splitter: contractions, letters, digits, other symbols, whitespace
+_WORD_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+class BpeError(Exception):
+    """A vocabulary or merges file that cannot be used; the message names the file."""
+
+
+@lru_cache(maxsize=1)
+def byte_alphabet() -> Dict[int, str]:
+    """Every byte as one printable character, so that a BPE over text covers any byte sequence:
+    printable Latin-1 bytes stand for themselves, the others for the characters from U+0100 up."""
+    kept = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    chars = {b: chr(b) for b in kept}
+    extra = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return chars
+
+
+class Gpt2Bpe:
+    """``Gpt2Bpe(vocab_path, merges_path)``; ``encode(text) -> ids``, ``decode(ids) -> text``."""
+
+    def __init__(self, vocab_path: str, merges_path: str):
+        import regex  # fairseq's dependency too; only the BPE needs it
+
+        self.vocab = _read_vocab(vocab_path)
+        self.id_to_token = {i: t for t, i in self.vocab.items()}
+        self.ranks = _read_merges(merges_path)
+        self.byte_to_char = byte_alphabet()
+        self.char_to_byte = {c: b for b, c in self.byte_to_char.items()}
+        self.pattern = regex.compile(_WORD_PATTERN)
+        self._cache: Dict[str, Tuple[str, ...]] = {}
+        self.vocab_path, self.merges_path = vocab_path, merges_path
+
+    def _merge(self, word: str) -> Tuple[str, ...]:
+        """The BPE tokens of one word (already in the byte alphabet)."""
+        if word in self._cache:
+            return self._cache[word]
+        parts = list(word)
+        while len(parts) > 1:
+            ranked = [(self.ranks.get((a, b), None), i) for i, (a, b) in
+                      enumerate(zip(parts, parts[1:]))]
+            ranked = [(r, i) for r, i in ranked if r is not None]
+            if not ranked:
+                break
+            best = min(ranked)[0]
+            first, second = next((parts[i], parts[i + 1]) for r, i in ranked if r == best)
+            merged, i = [], 0
+            while i < len(parts):
+                if i < len(parts) - 1 and parts[i] == first and parts[i + 1] == second:
+                    merged.append(first + second)
+                    i += 2
+                else:
+                    merged.append(parts[i])
+                    i += 1
+            parts = merged
+        result = tuple(parts)
+        if len(self._cache) < 100_000:
+            self._cache[word] = result
+        return result
+
+    def encode(self, text: str) -> List[int]:
+        ids = []
+        for word in self.pattern.findall(text):
+            chars = "".join(self.byte_to_char[b] for b in word.encode("utf-8"))
+            for token in self._merge(chars):
+                if token not in self.vocab:
+                    raise BpeError(f"{self.vocab_path}: no id for the BPE token {token!r} (from "
+                                   f"{word!r}); vocabulary and merges do not belong together")
+                ids.append(self.vocab[token])
+        return ids
+
+    def encode_line(self, text: str) -> str:
+        """One document as fairseq's BART dictionaries spell it: its ids as decimal strings."""
+        return " ".join(str(i) for i in self.encode(text))
+
+    def decode(self, ids: List[int]) -> str:
+        data = bytes(self.char_to_byte[c] for i in ids for c in self.id_to_token[i])
+        return data.decode("utf-8", errors="replace")
+
+
+def _read_vocab(path: str) -> Dict[str, int]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            vocab = json.load(handle)
+    except FileNotFoundError:
+        raise BpeError(f"{path}: BPE vocabulary not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BpeError(f"{path}: not a JSON BPE vocabulary ({err})") from None
+    if not isinstance(vocab, dict) or not all(isinstance(k, str) and isinstance(v, int)
+                                              and not isinstance(v, bool) for k, v in vocab.items()):
+        raise BpeError(f"{path}: expected a JSON object mapping token strings to integer ids")
+    return vocab
+
+
+def _read_merges(path: str) -> Dict[Tuple[str, str], int]:
+    ranks = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().split("\n")
+    except FileNotFoundError:
+        raise BpeError(f"{path}: BPE merges file not found") from None
+    except UnicodeDecodeError as err:
+        raise BpeError(f"{path}: not UTF-8 text ({err})") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line or (lineno == 1 and line.startswith("#version")):
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise BpeError(f"{path}:{lineno}: expected two tokens per merge, got {line[:60]!r}")
+        ranks.setdefault((parts[0], parts[1]), len(ranks))
+    if not ranks:
+        raise BpeError(f"{path}: no merges")
+    return ranks

@@ -1,0 +1,254 @@
+"""A pretrained BART becomes a long-input pyramidion (LED's recipe), written as a fairseq checkpoint.
+
+    convert(SRC_DIR, OUT_DIR, max_source_positions=8192)      # pyramidion-convert on the command line
+
+SRC_DIR is a fairseq BART (model.pt + dict.txt, e.g. bart.base.tar.gz unpacked) or a Hugging Face
+BART (config.json + model.safetensors / pytorch_model.bin, vocab.json + merges.txt), read locally;
+bart.py reads both into one form. The pyramidion gets the source's sizes (any BART-shaped model
+converts; ``arch`` only names the family defaults: chunk size, pooling schedule), BART's conventions
+(learned positions, layernorm_embedding, no embedding scaling, post-norm, shared embeddings), the
+encoder's positions extended to ``max_source_positions`` by copying the pretrained rows (LED), the
+decoder's unchanged, and newly initialised poolers (:func:`init_poolers`).
+
+OUT_DIR receives ``model.pt`` (loadable by ``fairseq-train --finetune-from-model``, ``--restore-file``
+with the reset flags, ``fairseq-generate --path`` and ``deep_pyramidion.hub.from_pretrained(OUT_DIR,
+checkpoint_file="model.pt")``), ``dict.txt`` (and its copies ``dict.src.txt`` / ``dict.tgt.txt``,
+which the translation task reads), the BPE files ``encoder.json`` + ``vocab.bpe`` when the source
+has them, and ``convert.json`` (what was mapped, added and left out). It is written beside OUT_DIR
+and renamed into place only when complete; an existing OUT_DIR is replaced only with ``force``.
+"""
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from argparse import Namespace
+from typing import List, Optional
+
+import torch
+
+from deep_pyramidion.fairseq_plugin.bart import (
+    ConversionError, PretrainedBart, mapped_weights, read_bart, reconcile_dictionary, summary,
+    write_dictionary,
+)
+
+logger = logging.getLogger(__name__)
+
+FAMILIES = ("pyramidion_bart_base", "pyramidion_bart_large")
+# Scorer initialisation: logits w.h + b with w ~ N(0, (gain / sqrt(D))^2) have a std of about
+# ``gain`` over BART's layer-normed states (per-channel variance ~1); see init_poolers.
+SCORER_GAIN = 4.0
+
+
+def convert(src_dir: str, out_dir: str, max_source_positions: int, arch: Optional[str] = None,
+            force: bool = False, encoder_json: Optional[str] = None,
+            vocab_bpe: Optional[str] = None, schedule: Optional[str] = None,
+            seed: int = 1) -> dict:
+    """Convert and write OUT_DIR; returns the report written to OUT_DIR/convert.json."""
+    src_dir, out_dir = os.path.abspath(src_dir), os.path.abspath(out_dir)
+    _check_places(src_dir, out_dir, force)
+    if not isinstance(max_source_positions, int) or max_source_positions < 1:
+        raise ConversionError(f"--max-source-positions must be a positive integer, got "
+                              f"{max_source_positions!r}")
+    bart = read_bart(src_dir)
+    if max_source_positions < bart.positions:
+        raise ConversionError(f"--max-source-positions {max_source_positions} is shorter than "
+                              f"the pretrained model's {bart.positions} positions ({src_dir})")
+    arch = arch or ("pyramidion_bart_large" if bart.sizes["encoder_layers"] >= 12
+                    else "pyramidion_bart_base")
+    if arch not in FAMILIES:
+        raise ConversionError(f"--arch: expected one of {', '.join(FAMILIES)}, got {arch!r}")
+    for name, path in (("--encoder-json", encoder_json), ("--vocab-bpe", vocab_bpe)):
+        if path is not None and not os.path.isfile(path):
+            raise ConversionError(f"{name} {path}: no such file")
+    if encoder_json and vocab_bpe:
+        bart.bpe_files = {"encoder.json": encoder_json, "vocab.bpe": vocab_bpe}
+    symbols = reconcile_dictionary(bart)
+    logger.info("%s (%s)", summary(bart), src_dir)
+
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
+    try:
+        for name in ("dict.txt", "dict.src.txt", "dict.tgt.txt"):
+            write_dictionary(symbols, os.path.join(staging, name))
+        for name, path in bart.bpe_files.items():
+            shutil.copyfile(path, os.path.join(staging, name))
+        schedule = schedule or default_schedule(bart)
+        args, model = build_pyramidion(bart, arch, max_source_positions, schedule, staging, seed)
+        added = init_poolers(model, seed)
+        report = {
+            "source": src_dir, "kind": bart.kind, "arch": arch,
+            "max_source_positions": max_source_positions, "pretrained_positions": bart.positions,
+            "enc_layers_and_token_width": schedule,
+            "sizes": bart.sizes, "dictionary_size": 4 + len(symbols),
+            "added": added, "notes": bart.notes,
+            "bpe_files": sorted(bart.bpe_files),
+        }
+        save_checkpoint(args, model, os.path.join(staging, "model.pt"))
+        with open(os.path.join(staging, "convert.json"), "w", encoding="utf-8") as out:
+            json.dump(report, out, indent=1)
+            out.write("\n")
+        _swap_into_place(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for note in bart.notes:
+        logger.info("%s", note)
+    return report
+
+
+def _check_places(src_dir: str, out_dir: str, force: bool) -> None:
+    real_src, real_out = os.path.realpath(src_dir), os.path.realpath(out_dir)
+    if real_src == real_out or real_out.startswith(real_src + os.sep) \
+            or real_src.startswith(real_out + os.sep):
+        raise ConversionError(f"SRC_DIR {src_dir} and OUT_DIR {out_dir} overlap: writing one "
+                              "would destroy the other; choose another OUT_DIR")
+    if os.path.exists(out_dir):
+        if not os.path.isdir(out_dir):
+            raise ConversionError(f"OUT_DIR {out_dir} exists and is not a folder")
+        if os.listdir(out_dir) and not force:
+            raise ConversionError(f"OUT_DIR {out_dir} is not empty; pass --force to replace it")
+
+
+def _swap_into_place(staging: str, out_dir: str) -> None:
+    """Rename the finished folder onto OUT_DIR; the old OUT_DIR is removed only afterwards."""
+    old = None
+    if os.path.exists(out_dir):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old.",
+                               dir=os.path.dirname(out_dir))
+        os.rmdir(old)
+        os.replace(out_dir, old)
+    try:
+        os.replace(staging, out_dir)
+    except OSError:
+        if old is not None:
+            os.replace(old, out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def default_schedule(bart: PretrainedBart) -> str:
+    """Halfway through the encoder keep twice the pretrained context, after the last layer the
+    pretrained context itself (the width the decoder was pretrained to read): bart.base (6 layers,
+    1024 positions) gets {3: 2048, 5: 1024}, bart.large {6: 2048, 11: 1024}, the families'
+    defaults; a smaller model gets the same rule on its own sizes."""
+    layers, width = bart.sizes["encoder_layers"], min(bart.positions, 1024)
+    if layers == 1:
+        return f"{{0: {width}}}"
+    middle = layers // 2 if layers // 2 < layers - 1 else layers - 2
+    return f"{{{middle}: {2 * width}, {layers - 1}: {width}}}"
+
+
+def pyramidion_argv(bart: PretrainedBart, arch: str, max_source_positions: int, schedule: str,
+                    data_dir: str) -> List[str]:
+    """fairseq-train's view of the converted model: the family, then the source's own sizes."""
+    s = bart.sizes
+    argv = [data_dir, "--task", "translation", "--arch", arch, "--source-lang", "src",
+            "--target-lang", "tgt", "--max-source-positions", str(max_source_positions),
+            "--max-target-positions", str(s["max_target_positions"]), "--truncate-source",
+            "--activation-fn", s["activation_fn"], "--enc-layers-and-token-width", schedule]
+    for flag in ("encoder_embed_dim", "decoder_embed_dim", "encoder_ffn_embed_dim",
+                 "decoder_ffn_embed_dim", "encoder_layers", "decoder_layers",
+                 "encoder_attention_heads", "decoder_attention_heads"):
+        argv += ["--" + flag.replace("_", "-"), str(s[flag])]
+    # the pretrained context is the natural chunk; a model shorter than the family's default
+    # chunk gets its own length (one chunk = the pretrained attention)
+    argv += ["--chunk-size", str(min(bart.positions, 1024))]
+    return argv
+
+
+def build_pyramidion(bart: PretrainedBart, arch: str, max_source_positions: int, schedule: str,
+                     data_dir: str, seed: int):
+    """Parse the flags as fairseq-train does, build the model, load the mapped weights."""
+    from fairseq import options, tasks
+
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(
+        parser, pyramidion_argv(bart, arch, max_source_positions, schedule, data_dir))
+    if not bart.sizes.get("no_scale_embedding", True):
+        args.no_scale_embedding = False
+    _check_schedule(args, bart)
+    task = tasks.setup_task(args)
+    torch.manual_seed(seed)
+    model = task.build_model(args)
+    weights = mapped_weights(bart, max_source_positions)
+    own = model.state_dict()
+    unexpected = sorted(k for k in weights if k not in own)
+    if unexpected:
+        raise ConversionError(f"{bart.source}: {len(unexpected)} tensors have no place in the "
+                              f"pyramidion: {', '.join(unexpected[:6])}")
+    for key, tensor in weights.items():
+        if own[key].shape != tensor.shape:
+            raise ConversionError(f"{bart.source}: {key} has shape {tuple(tensor.shape)}, the "
+                                  f"pyramidion expects {tuple(own[key].shape)}")
+    missing = model.load_state_dict(weights, strict=False).missing_keys
+    new = [k for k in missing if not k.startswith("encoder.poolers.")
+           and not k.startswith("encoder.attention_pattern.")]
+    if new:
+        raise ConversionError(f"{bart.source}: the pyramidion has parameters the source does "
+                              f"not fill: {', '.join(new[:6])}")
+    return args, model
+
+
+def _check_schedule(args, bart: PretrainedBart) -> None:
+    """The family's schedule names layers; a source with fewer layers needs its own schedule."""
+    from deep_pyramidion.config import PyramidionConfig
+
+    try:
+        PyramidionConfig.from_namespace(args).validate()
+    except ValueError as err:
+        raise ConversionError(f"{bart.source}: {err} (the model has "
+                              f"{bart.sizes['encoder_layers']} encoder layers)") from None
+
+
+def init_poolers(model, seed: int) -> List[str]:
+    """Initialise what the source does not have: the poolers' token scorers.
+
+    The decoder of a pretrained BART reads real token representations; the successive-halving
+    top-k outputs mixes of them, whose weights come from the score gaps (softmax of base**s). With
+    nn.Linear's default the logits spread by ~0.6, the scores sit around 0.5 and most outputs are
+    blurred averages of their members; with zero weights every pair weight is exactly 0.5, the
+    blurriest start. Weights ~ N(0, (SCORER_GAIN / sqrt(D))^2) spread the logits by ~SCORER_GAIN
+    over layer-normed states, so the scores cover (0, 1) and most outputs are close to one member
+    (BENCHMARKS.md "Pooler initialisation" measures the three and fine-tunes two of them).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    added = []
+    for name, module in model.encoder.poolers.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            D = module.in_features
+            with torch.no_grad():
+                module.weight.normal_(0.0, SCORER_GAIN / math.sqrt(D), generator=generator)
+                module.bias.zero_()
+        for pname, _ in module.named_parameters(recurse=False):
+            added.append(f"encoder.poolers.{name}.{pname}" if name else f"encoder.poolers.{pname}")
+    for name, _ in model.encoder.attention_pattern.named_parameters():
+        added.append(f"encoder.attention_pattern.{name}")
+    return added
+
+
+def save_checkpoint(args: Namespace, model, path: str) -> None:
+    """A checkpoint fairseq-train (--finetune-from-model / --restore-file) and fairseq-generate read."""
+    import warnings
+
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    with warnings.catch_warnings():   # hydra's deprecation notices about fairseq's own configs
+        warnings.simplefilter("ignore", UserWarning)
+        cfg = convert_namespace_to_omegaconf(args)
+    state = {
+        "args": None,
+        "cfg": cfg,
+        "model": model.state_dict(),
+        # what fairseq's loader expects of a checkpoint that nothing has trained yet: no optimizer
+        # state (fine-tuning resets it), update 0, the data iterator at the start of epoch 1
+        "optimizer_history": [{"criterion_name": "none", "optimizer_name": "none",
+                               "lr_scheduler_state": {"best": None}, "num_updates": 0}],
+        "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0, "version": 2},
+                        "val_loss": None},
+        "last_optimizer_state": None,
+    }
+    torch.save(state, path)
