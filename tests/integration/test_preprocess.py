@@ -205,3 +205,21 @@ def test_binarize_module_does_not_import_fairseq_or_torch():
             "print('torch' in sys.modules, 'fairseq' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_lone_carriage_returns_do_not_split_documents(tmp_path):
+    """fairseq reads the piece files with universal newlines; the text splits are read by the
+    project's rule (only \\n ends a line). A \\r inside a document must not change any count."""
+    data = write_corpus(tmp_path / "d")
+    for split in SPLITS:
+        for lang in ("src", "tgt"):
+            path = data / f"{split}.{lang}"
+            rows = path.read_text().splitlines()
+            rows = [row.replace(" ", " \r", 1) if i % 2 else row for i, row in enumerate(rows)]
+            path.write_bytes("".join(row + ("\r\n" if i % 3 == 0 else "\n") for i, row in enumerate(rows)).encode())
+    assert binarize.check_text_splits(str(data), SPLITS) == SIZES
+    out = tmp_path / "bin"
+    assert preprocess_main(["--data", str(data), "--out", str(out), "--vocab-size", "200"]) == 0
+    for split in SPLITS:
+        for lang in ("src", "tgt"):
+            assert binarize.binarized_length(str(out / f"{split}.src-tgt.{lang}")) == SIZES[split]

@@ -137,3 +137,11 @@ def test_empty_reference_names_file_and_line_and_empty_hypothesis_scores_zero(tm
     hyp = write(tmp_path / "h2.txt", [REFS[0], "", REFS[2]])
     report = evaluate_files(hyp=hyp, ref=ref, bootstrap=0)
     assert report.systems[0].f1["rouge1"] == pytest.approx(200 / 3)
+
+
+def test_lone_carriage_return_is_part_of_a_document_not_a_line_end(tmp_path):
+    ref = tmp_path / "r.tgt"
+    ref.write_bytes(b"alpha beta\rgamma\r\ndelta epsilon\n")
+    hyp = write(tmp_path / "h.txt", ["alpha beta gamma", "delta epsilon"])
+    report = evaluate_files(hyp=hyp, ref=str(ref), bootstrap=0)
+    assert report.n == 2 and report.systems[0].f1["rouge1"] == pytest.approx(100.0)
