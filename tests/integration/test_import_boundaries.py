@@ -1,0 +1,53 @@
+"""The layers of the package import only what they are allowed to (docs/architecture.md): the core
+neither fairseq nor transformers, evaluation and data neither torch nor fairseq; and fairseq
+imports the package for --user-dir and gets everything registered. Each check runs in a fresh
+interpreter, so nothing imported by the test process itself counts."""
+import subprocess
+import sys
+
+import pytest
+
+CORE = ["deep_pyramidion", "deep_pyramidion.config", "deep_pyramidion.schedule",
+        "deep_pyramidion.topk", "deep_pyramidion.modules", "deep_pyramidion.modules.poolers",
+        "deep_pyramidion.analysis.highlight"]
+PLAIN_PYTHON = ["deep_pyramidion.eval", "deep_pyramidion.eval.cli", "deep_pyramidion.data",
+                "deep_pyramidion.data.cli", "deep_pyramidion.data.io", "deep_pyramidion.data.aclsum",
+                "deep_pyramidion.data.arxiv_pubmed", "deep_pyramidion.data.binarize",
+                "deep_pyramidion.data.sentences"]
+
+
+def imported_after(modules, watched):
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}:\n    importlib.import_module(name)\n"
+            f"print(','.join(m for m in {watched!r} if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_core_imports_neither_fairseq_nor_transformers():
+    assert imported_after(CORE, ["fairseq", "transformers"]) == ""
+
+
+def test_evaluation_and_data_import_neither_torch_nor_fairseq():
+    assert imported_after(PLAIN_PYTHON, ["torch", "fairseq"]) == ""
+
+
+@pytest.mark.parametrize("first", ["fairseq", "deep_pyramidion.topk"])
+def test_fairseq_user_dir_import_registers_the_plugin(first):
+    """fairseq imports the package by path for --user-dir; the model, its architectures and the
+    criterion are then registered, also when the core was imported before fairseq (then the
+    adapter is imported explicitly, as deep_pyramidion/__init__.py says)."""
+    code = (f"import importlib\nimportlib.import_module({first!r})\n"
+            "import fairseq\nimport deep_pyramidion\n"
+            "import deep_pyramidion.fairseq_plugin\n" if first != "fairseq" else
+            "import fairseq\nfrom argparse import Namespace\nfrom fairseq import utils\n"
+            "import deep_pyramidion.config as c, os\n"
+            "utils.import_user_module(Namespace(user_dir=os.path.dirname(c.__file__)))\n")
+    code += ("from fairseq.models import ARCH_MODEL_REGISTRY\n"
+             "from fairseq.criterions import CRITERION_REGISTRY\n"
+             "print({'pyramidion_base', 'pyramidion_deep', 'pyramidion_tiny'} <= set(ARCH_MODEL_REGISTRY),\n"
+             "      'label_smoothed_cross_entropy_with_reconstruction' in CRITERION_REGISTRY)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True"]
