@@ -45,6 +45,7 @@ def test_non_utf8_hypothesis_names_file_and_line(tmp_path, capsys):
     assert rc == 1
     err = capsys.readouterr().err
     assert f"{bad}:3: not valid UTF-8" in err
+    assert f"byte offset 15 of {bad}" in err  # 'fine\nok\n' is 8 bytes, 'broken ' 7 more
 
 
 def test_parallel_scoring_gives_the_same_scores():

@@ -1,13 +1,14 @@
 """The one rule for what a document line is (deep_pyramidion/data/io.py), for files and streams
-alike: a line ends at \n, a \r just before it is dropped, any other \r is part of the line."""
+alike, and errors that name the source, line and byte offset of undecodable input."""
 import io
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deep_pyramidion.data import io as dio
-from deep_pyramidion.data.io import read_document_lines
+from deep_pyramidion.data.io import DataError, load_json_file, read_document_lines
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -73,3 +74,65 @@ def test_lone_carriage_return_stays_inside_the_line(tmp_path):
 def test_a_text_stream_without_a_buffer_is_a_programming_error():
     with pytest.raises(TypeError, match="binary stream"):
         read_document_lines(io.StringIO("a\n"))
+
+
+@FUZZ
+@given(good=st.lists(st.text(alphabet="ab \r", max_size=6), max_size=5),
+       bad=st.sampled_from([b"\xff", b"\xc3", b"\xe9t", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"]),
+       prefix=st.text(alphabet="xyz", max_size=5))
+def test_undecodable_input_names_source_line_and_byte_offset(tmp_path, good, bad, prefix):
+    head = "".join(g + "\n" for g in good).encode()
+    data = head + prefix.encode() + bad + b" tail\nlast\n"
+    path = tmp_path / "bad.txt"
+    path.write_bytes(data)
+    for source, name in ((str(path), str(path)), (io.BytesIO(data), "<stdin>")):
+        with pytest.raises(DataError) as err:
+            read_document_lines(source, name="<stdin>" if name == "<stdin>" else None)
+        message = str(err.value)
+        match = re.match(rf"^{re.escape(name)}:(\d+): not valid UTF-8 \(byte 0x([0-9a-f]{{2}}) at column (\d+)\); "
+                         rf"byte offset (\d+) of {re.escape(name)}", message)
+        assert match, message
+        lineno, byte, column, offset = int(match[1]), int(match[2], 16), int(match[3]), int(match[4])
+        assert lineno == len(good) + 1
+        assert data[offset] == byte and column - 1 == len(prefix) and offset == len(head) + column - 1
+        try:
+            data[: offset].decode("utf-8")
+        except UnicodeDecodeError:  # pragma: no cover - the offset must be the first bad byte
+            pytest.fail(f"bytes before offset {offset} do not decode")
+
+
+def test_stdin_is_named_in_messages(monkeypatch):
+    class FakeStdin(io.TextIOWrapper):
+        pass
+
+    stdin = FakeStdin(io.BytesIO(b"ok\n\xff\n"), encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", stdin)
+    with pytest.raises(DataError, match=r"^<stdin>:2: not valid UTF-8 .*byte offset 3 of <stdin>"):
+        read_document_lines(stdin)
+
+
+def test_json_file_errors_name_line_and_byte_offset(tmp_path):
+    path = tmp_path / "paper.json"
+    path.write_bytes(b'{"a":\n "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"paper\.json:2: not valid UTF-8 \(byte 0xe9 at column 6\); byte offset 11"):
+        load_json_file(str(path))
+    path.write_bytes(b'\xef\xbb\xbf{"a": [1, 2}')
+    with pytest.raises(DataError, match=r"paper\.json:1: not valid JSON"):
+        load_json_file(str(path))
+    path.write_bytes(b"[" * 100000)
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_json_file(str(path))
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}')
+    assert load_json_file(str(path)) == {"a": 1}
+
+
+def test_undecodable_paper_json_is_skipped_naming_line_and_byte_offset(tmp_path):
+    from deep_pyramidion.data.aclsum import prepare_aclsum
+    from tests.support.prepared import fake_aclsum, paper
+
+    data = fake_aclsum(tmp_path / "ds", {"train": [("ok", paper(["Body."], "Abs.")),
+                                                  ("bad", b'{"abstract":\n  "caf\xe9"}')]})
+    result = prepare_aclsum(str(tmp_path / "out"), str(data))
+    (skip,) = result.skips.skips
+    assert skip.doc_id == "bad" and skip.where.endswith("bad.json")
+    assert skip.reason.startswith("line 2: not valid UTF-8 (byte 0xe9 at column 7); byte offset 19")
