@@ -17,10 +17,13 @@ fairseq functions as they are. :func:`revert_all` puts fairseq's originals back 
     safe_checkpoint_loading  fairseq.checkpoint_utils.load_checkpoint_to_cpu  fairseq#5610, #5603
     atomic_checkpoint_copy   fairseq.file_io.PathManager.copy              fairseq#2684
     bf16_without_tpu         fairseq.distributed.utils.call_main           fairseq#4696, #2742
+    ngram_blocking           fairseq.ngram_repeat_block.NGramRepeatBlock._no_repeat_ngram
+                                                                           fairseq#5206, #4709
 """
 import functools
 import importlib
 import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
@@ -183,6 +186,33 @@ def _without_implied_tpu(call_main):
     return wrapper
 
 
+# ---------------------------------------------------------------------------- n-gram blocking
+def _ngram_blocking(_broken):
+    """``--no-repeat-ngram-size N`` blocks nothing on fairseq's CPU path: ``_no_repeat_ngram``
+    compares the n-gram being extended with the last N-1 entries of the whole preallocated token
+    buffer, which are padding, instead of the N-1 tokens up to ``step``; for N = 1 it compares
+    lists of different lengths. The replacement bans, for every row, each token t such that the
+    generated tokens 1..step followed by t would repeat an N-gram: every earlier window
+    tokens[i : i+N-1] equal to tokens[step-N+2 : step+1] bans tokens[i+N-1]. Position 0 holds the
+    start symbol, not a generated token, and belongs to no n-gram. (fairseq's CUDA kernel, left as
+    it is, computes the same for N >= 2; it also counts position 0, which for N = 1 bans the end
+    of sentence, the start symbol's id.) Vectorised over rows; lprobs is updated in place and
+    returned, as fairseq's contract says."""
+    def _no_repeat_ngram(self, tokens, lprobs, bsz: int, beam_size: int, step: int):
+        n = self.no_repeat_ngram_size
+        windows = step + 1 - n                  # earlier n-grams among tokens 1..step
+        if windows <= 0:
+            return lprobs
+        seen = tokens[:, 1: step + 1].unfold(1, n, 1)[:, :windows]  # (rows, windows, n)
+        current = tokens[:, step + 2 - n: step + 1]                 # (rows, n - 1)
+        match = (seen[:, :, : n - 1] == current.unsqueeze(1)).all(dim=2)  # (rows, windows)
+        rows, where = match.nonzero(as_tuple=True)
+        lprobs[rows, seen[rows, where, n - 1]] = -math.inf
+        return lprobs
+
+    return _no_repeat_ngram
+
+
 PATCHES: List[Patch] = [
     Patch("keep_last_batch", "fairseq.data.data_utils:batch_by_size", "fairseq#5036, #5351",
           "the last partial batch is kept, not dropped", _keep_last_batch),
@@ -193,6 +223,9 @@ PATCHES: List[Patch] = [
           "checkpoint_last.pt is replaced atomically", _atomic_copy),
     Patch("bf16_without_tpu", "fairseq.distributed.utils:call_main", "fairseq#4696, #2742",
           "--bf16 runs on CPU/CUDA when torch_xla is not installed", _without_implied_tpu),
+    Patch("ngram_blocking", "fairseq.ngram_repeat_block:NGramRepeatBlock._no_repeat_ngram",
+          "fairseq#5206, #4709", "--no-repeat-ngram-size blocks repeated n-grams on the CPU path",
+          _ngram_blocking),
 ]
 BY_NAME: Dict[str, Patch] = {p.name: p for p in PATCHES}
 
