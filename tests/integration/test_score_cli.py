@@ -5,6 +5,7 @@ import pytest
 
 from deep_pyramidion.eval.cli import score_main
 from deep_pyramidion.eval.rouge import score_pairs
+from tests.support.checksums import siblings, tree_digest
 from tests.support.generate_logs import GENERATE_LOG, REFS, write
 
 
@@ -52,3 +53,37 @@ def test_parallel_scoring_gives_the_same_scores():
     hyps = [REFS[1], "pooling layer tokens", REFS[0], "arxiv results"]
     refs = [REFS[0], REFS[0], REFS[0], REFS[2]]
     assert score_pairs(hyps, refs, workers=2) == score_pairs(hyps, refs)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_json_that_is_an_input_is_refused_naming_both_flags(tmp_path, capsys):
+    ref = write(tmp_path / "r.tgt", REFS)
+    before = tree_digest(tmp_path)
+    assert score_main(["--hyp", ref, "--ref", ref, "--json", ref]) == 1
+    err = capsys.readouterr().err
+    assert "--json" in err and "--hyp" in err
+    assert tree_digest(tmp_path) == before
+
+
+def test_failed_rerun_leaves_the_previous_json_as_it_was(tmp_path, capsys):
+    ref = write(tmp_path / "r.tgt", REFS)
+    out = tmp_path / "rouge.json"
+    assert score_main(["--hyp", ref, "--ref", ref, "--json", str(out), "--bootstrap", "0"]) == 0
+    short = write(tmp_path / "short.txt", REFS[:2])
+    before = tree_digest(tmp_path)
+    assert score_main(["--hyp", short, "--ref", ref, "--json", str(out), "--bootstrap", "0"]) == 3
+    assert tree_digest(tmp_path) == before
+    assert siblings(out) == sorted(["r.tgt", "rouge.json", "short.txt"])  # nothing half-written beside
+
+
+def test_json_through_a_symlink_keeps_the_link(tmp_path, capsys):
+    ref = write(tmp_path / "r.tgt", REFS)
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "rouge.json"
+    target.write_text("{}")
+    link = tmp_path / "rouge.json"
+    link.symlink_to(target)
+    assert score_main(["--hyp", ref, "--ref", ref, "--json", str(link), "--bootstrap", "0"]) == 0
+    assert link.is_symlink() and json.loads(target.read_text())["n"] == 3
