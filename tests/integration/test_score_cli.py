@@ -4,7 +4,7 @@ import json
 import pytest
 
 from deep_pyramidion.eval.cli import score_main
-from deep_pyramidion.eval.rouge import score_pairs
+from deep_pyramidion.eval.rouge import MAX_BOOTSTRAP, score_pairs
 from tests.support.checksums import siblings, tree_digest
 from tests.support.generate_logs import GENERATE_LOG, REFS, write
 
@@ -53,6 +53,8 @@ def test_parallel_scoring_gives_the_same_scores():
     hyps = [REFS[1], "pooling layer tokens", REFS[0], "arxiv results"]
     refs = [REFS[0], REFS[0], REFS[0], REFS[2]]
     assert score_pairs(hyps, refs, workers=2) == score_pairs(hyps, refs)
+    # more workers than CPUs or documents: bounded, same scores
+    assert score_pairs(hyps, refs, workers=10_000) == score_pairs(hyps, refs)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -87,3 +89,27 @@ def test_json_through_a_symlink_keeps_the_link(tmp_path, capsys):
     link.symlink_to(target)
     assert score_main(["--hyp", ref, "--ref", ref, "--json", str(link), "--bootstrap", "0"]) == 0
     assert link.is_symlink() and json.loads(target.read_text())["n"] == 3
+
+
+# --------------------------------------------------------------------------- bounded resources
+
+
+def test_a_huge_sample_id_without_ref_is_refused_quickly(tmp_path, capsys):
+    gen = tmp_path / "gen.txt"
+    gen.write_text("T-0\ta b\nH-0\t-1\ta b\nD-0\t-1\ta b\nP-0\t-1 -1\nT-99999999999\tc\nH-99999999999\t-1\tc\n"
+                   "D-99999999999\t-1\tc\nP-99999999999\t-1\nGenerate test-A with beam=1: BLEU4 = 0\n")
+    assert score_main(["--generate-output", str(gen), "--bootstrap", "0"]) == 3
+    err = capsys.readouterr().err
+    assert "no lines at all for ids 1, 2, 3" in err and "more)" in err
+    gen.write_text(GENERATE_LOG.replace("S-1\t", "S-" + "1" * 5000 + "\t"))
+    assert score_main(["--generate-output", str(gen), "--bootstrap", "0"]) == 1
+    assert "5000 digits" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["1e12", str(10**12), str(MAX_BOOTSTRAP + 1), "-1"])
+def test_bootstrap_out_of_range_is_a_usage_error(tmp_path, capsys, value):
+    ref = write(tmp_path / "r.tgt", REFS)
+    with pytest.raises(SystemExit) as exit_:
+        score_main(["--hyp", ref, "--ref", ref, "--bootstrap", value])
+    assert exit_.value.code == 2
+    assert "--bootstrap" in capsys.readouterr().err

@@ -6,7 +6,7 @@ from deep_pyramidion.data.io import DataError
 from deep_pyramidion.eval.errors import MismatchError
 from deep_pyramidion.eval.evaluate import evaluate_files
 from deep_pyramidion.eval.lead import lead_baseline, lead_summary
-from deep_pyramidion.eval.rouge import bootstrap_interval, rouge_text, score_pairs, score_system
+from deep_pyramidion.eval.rouge import MAX_BOOTSTRAP, bootstrap_interval, rouge_text, score_pairs, score_system
 from tests.support.generate_logs import GENERATE_LOG, REFS, write
 
 
@@ -54,6 +54,13 @@ def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
     assert a != bootstrap_interval(values, 500, seed=4)
     assert a[0] < sum(values) / len(values) < a[1]
     assert bootstrap_interval([0.5] * 5, 100, seed=0) == (0.5, 0.5)
+
+
+def test_bootstrap_refuses_a_number_of_resamples_beyond_the_bound():
+    with pytest.raises(ValueError, match=str(MAX_BOOTSTRAP)):
+        bootstrap_interval([0.5, 0.6], MAX_BOOTSTRAP + 1, seed=0)
+    with pytest.raises(ValueError, match="bootstrap"):
+        evaluate_files(hyp="unused", ref="unused", bootstrap=10**12)
 
 
 # --------------------------------------------------------------------------- Lead
