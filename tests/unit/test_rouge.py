@@ -1,12 +1,21 @@
-"""ROUGE scoring: known values, sentence recovery for Lsum, Lead baseline, bootstrap, the
-evaluation of files and its refusals, bad inputs."""
+"""ROUGE scoring: known values, sentence recovery for Lsum (markers, and the sentence splitter for
+plain text), Lead baseline, bootstrap, the evaluation of files and its refusals."""
 import pytest
 
 from deep_pyramidion.data.io import DataError
+from deep_pyramidion.data.sentences import split_sentences
 from deep_pyramidion.eval.errors import MismatchError
 from deep_pyramidion.eval.evaluate import evaluate_files
 from deep_pyramidion.eval.lead import lead_baseline, lead_summary
-from deep_pyramidion.eval.rouge import MAX_BOOTSTRAP, bootstrap_interval, rouge_text, score_pairs, score_system
+from deep_pyramidion.eval.rouge import (
+    BY_MARKER,
+    BY_SPLITTER,
+    MAX_BOOTSTRAP,
+    bootstrap_interval,
+    rouge_text,
+    score_pairs,
+    score_system,
+)
 from tests.support.generate_logs import GENERATE_LOG, REFS, write
 
 
@@ -61,6 +70,59 @@ def test_bootstrap_refuses_a_number_of_resamples_beyond_the_bound():
         bootstrap_interval([0.5, 0.6], MAX_BOOTSTRAP + 1, seed=0)
     with pytest.raises(ValueError, match="bootstrap"):
         evaluate_files(hyp="unused", ref="unused", bootstrap=10**12)
+
+
+# --------------------------------------------------------------------------- R-Lsum on plain text
+
+
+PLAIN_REFS = [
+    "The encoder pools tokens. The decoder reads the kept ones. Long papers get cheap.",
+    "We train on arXiv. Results improve on PubMed too.",
+]
+PLAIN_HYPS = [
+    "The decoder reads the kept ones. The encoder pools tokens.",
+    "Results improve on PubMed. We train on arXiv too.",
+]
+
+
+def test_plain_summaries_are_split_into_sentences_before_rouge_lsum():
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeLsum", "rougeL"], use_stemmer=True)
+    ours = score_system("plain", PLAIN_HYPS, PLAIN_REFS, bootstrap=0)
+    expected_lsum = [
+        scorer.score("\n".join(split_sentences(r)), "\n".join(split_sentences(h)))["rougeLsum"].fmeasure
+        for h, r in zip(PLAIN_HYPS, PLAIN_REFS)
+    ]
+    unsplit_lsum = [scorer.score(r, h)["rougeLsum"].fmeasure for h, r in zip(PLAIN_HYPS, PLAIN_REFS)]
+    assert ours.f1["rougeLsum"] == pytest.approx(100 * sum(expected_lsum) / len(expected_lsum))
+    # the mistake this guards against: without sentences R-Lsum is R-L
+    assert sum(unsplit_lsum) / 2 == pytest.approx(ours.f1["rougeL"] / 100)
+    assert ours.f1["rougeLsum"] > ours.f1["rougeL"] + 1.0
+    assert ours.sentences == {"hypotheses": BY_SPLITTER, "references": BY_SPLITTER}
+
+
+def test_marked_text_keeps_its_markers_and_the_choice_is_per_side():
+    marked_refs = [" <q> ".join(split_sentences(r)) for r in PLAIN_REFS]
+    plain = score_system("p", PLAIN_HYPS, marked_refs, bootstrap=0)
+    assert plain.sentences == {"hypotheses": BY_SPLITTER, "references": BY_MARKER}
+    both_plain = score_system("p", PLAIN_HYPS, PLAIN_REFS, bootstrap=0)
+    assert plain.f1["rougeLsum"] == pytest.approx(both_plain.f1["rougeLsum"])
+    # a marked side is never re-split: "fig . 3 ." stays inside its marked sentence
+    marked = ["we use fig . 3 . it works <q> done"]
+    assert rouge_text(marked[0], marked=True) == "we use fig . 3 . it works\ndone"
+    assert score_system("m", marked, marked, bootstrap=0).sentences["hypotheses"] == BY_MARKER
+
+
+def test_report_header_says_how_lsum_sentences_were_found(tmp_path):
+    ref = write(tmp_path / "r.tgt", REFS[:2])
+    hyp = write(tmp_path / "h.txt", PLAIN_HYPS)
+    report = evaluate_files(hyp=hyp, ref=ref, bootstrap=0, name="other")
+    header = report.table().splitlines()
+    line = [h for h in header if h.startswith("R-Lsum sentences")]
+    assert line and "<q> markers for references" in line[0] and "sentence splitter" in line[0]
+    assert "other" in line[0].split("sentence splitter", 1)[1]
+    assert report.as_dict()["systems"]["other"]["rougeLsum_sentences"]["hypotheses"] == BY_SPLITTER
 
 
 # --------------------------------------------------------------------------- Lead
