@@ -52,7 +52,7 @@ def _prepare_aclsum_main(argv) -> int:
 
     parser = argparse.ArgumentParser(prog="prepare_aclsum.py", description=PREPARE_ACLSUM_DOC,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=exit_codes_help() + _FOLDER_NOTE)
+                                     epilog=exit_codes_help(note=_FOLDER_NOTE))
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--data-dir", help="aclsum dataset folder (default: the installed package's)")
     parser.add_argument("--max-source-words", type=int, default=None,
@@ -96,7 +96,7 @@ def _prepare_arxiv_pubmed_main(argv) -> int:
 
     parser = argparse.ArgumentParser(prog="prepare_arxiv_pubmed.py", description=PREPARE_ARXIV_DOC,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=exit_codes_help() + _FOLDER_NOTE)
+                                     epilog=exit_codes_help(note=_FOLDER_NOTE))
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", nargs="+", metavar="DIR_OR_FILES",
                         help="folder with train/val/test .txt|.jsonl, or the split files themselves")
@@ -153,8 +153,8 @@ def _preprocess_main(argv) -> int:
 
     parser = argparse.ArgumentParser(
         prog="preprocess.py", description=PREPROCESS_DOC, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=exit_codes_help() + _FOLDER_NOTE + " Reusing OUT/spm.model (--spm-model) with --overwrite is safe: "
-        "the old folder, model included, stays until the new one is complete.")
+        epilog=exit_codes_help(note=_FOLDER_NOTE + " Reusing OUT/spm.model (--spm-model) with --overwrite is "
+                               "safe: the old folder, model included, stays until the new one is complete."))
     parser.add_argument("--data", help="folder with the text splits")
     parser.add_argument("--out", help="output folder for the binarized data")
     parser.add_argument("--vocab-size", type=int, default=32000,

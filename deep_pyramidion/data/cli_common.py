@@ -15,6 +15,7 @@ Exit codes (each CLI's ``--help`` lists the ones it uses):
 
 import os
 import sys
+import textwrap
 from typing import Callable, List, Optional
 
 from .io import DataError
@@ -33,9 +34,11 @@ EXIT_CODES_HELP = (
 )
 
 
-def exit_codes_help(extra: str = "") -> str:
-    """The exit-status paragraph of a CLI's ``--help``; ``extra`` adds codes such as ``3 ...; ``."""
-    return EXIT_CODES_HELP.format(extra=extra)
+def exit_codes_help(extra: str = "", note: str = "") -> str:
+    """The exit-status paragraph of a CLI's ``--help`` (wrapped: the CLIs keep their epilog raw);
+    ``extra`` adds codes such as ``3 ...; ``, ``note`` a sentence about the outputs."""
+    text = EXIT_CODES_HELP.format(extra=extra) + (" " + note.strip() if note else "")
+    return textwrap.fill(text, width=96)
 
 
 def one_line(message: object) -> str:

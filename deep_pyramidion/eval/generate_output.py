@@ -387,7 +387,8 @@ CHECK_DOC = """Check that a fairseq-generate output is complete: one whole run, 
 
 Exit status: 0 complete; 1 not whole (cut off, more than one run, a damaged H-/D-/P- line: the
 message says what and FILE:LINE) or unreadable; 2 usage; 3 whole, but its documents are not
-0 .. N-1 of --expected N (the missing or extra ids are listed).
+0 .. N-1 of --expected N (the missing or extra ids are listed); 130 interrupted; 141 stdout closed
+early (| head). Reads only.
 """
 
 

@@ -1,12 +1,26 @@
-"""scripts/score.py (deep_pyramidion.eval.cli.score_main): table and JSON, refusals, bad input."""
+"""scripts/score.py (deep_pyramidion.eval.cli.score_main): table and JSON, refusals, bad input,
+and the failure guarantees: one-line errors with documented exit codes, --json checked before any
+work and replaced only on success, bounded resources, a closed stdout."""
 import json
+import subprocess
+import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from deep_pyramidion.eval.cli import score_main
 from deep_pyramidion.eval.rouge import MAX_BOOTSTRAP, score_pairs
 from tests.support.checksums import siblings, tree_digest
 from tests.support.generate_logs import GENERATE_LOG, REFS, write
+from tests.support.paths import REPO, SCRIPTS
+
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def run_script(*args, timeout=120, **kwargs):
+    return subprocess.run([sys.executable, str(SCRIPTS / "score.py"), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, **kwargs)
 
 
 def test_score_script_table_and_json(tmp_path, capsys):
@@ -58,6 +72,15 @@ def test_parallel_scoring_gives_the_same_scores():
 
 
 # --------------------------------------------------------------------------- outputs
+
+
+def test_json_into_a_missing_folder_is_refused_before_any_work(tmp_path, capsys):
+    ref = write(tmp_path / "r.tgt", REFS)
+    rc = score_main(["--hyp", ref, "--ref", ref, "--json", str(tmp_path / "no" / "such" / "r.json")])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "--json" in captured.err and "does not exist" in captured.err
+    assert "R-1" not in captured.out and captured.err.strip().count("\n") == 0
 
 
 def test_json_that_is_an_input_is_refused_naming_both_flags(tmp_path, capsys):
@@ -113,3 +136,72 @@ def test_bootstrap_out_of_range_is_a_usage_error(tmp_path, capsys, value):
         score_main(["--hyp", ref, "--ref", ref, "--bootstrap", value])
     assert exit_.value.code == 2
     assert "--bootstrap" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- as a process
+
+
+def test_help_documents_the_exit_codes():
+    proc = run_script("--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    for code in ("0 ok", "1 bad input", "2 usage", "3 hypotheses and references are not the same documents",
+                 "141 stdout closed early"):
+        assert code in text
+
+
+def test_closed_stdout_ends_quietly(tmp_path):
+    ref = write(tmp_path / "r.tgt", REFS * 50)
+    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "score.py"), "--hyp", ref, "--ref", ref,
+                             "--bootstrap", "0", "--lead-source", ref],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    proc.stdout.close()  # like `| head -0`
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_bad_input_as_a_process_is_one_line_without_traceback(tmp_path):
+    ref = write(tmp_path / "r.tgt", REFS)
+    gen = tmp_path / "gen.txt"
+    gen.write_text(GENERATE_LOG[:-10])
+    proc = run_script("--generate-output", str(gen), "--ref", ref)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"{gen}:20" in last and "cut off" in last
+    assert "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- fuzz
+
+
+@FUZZ
+@given(hyp=st.binary(max_size=200), ref=st.binary(max_size=200), use_json=st.booleans())
+def test_odd_bytes_score_or_fail_in_one_line_leaving_files_untouched(tmp_path_factory, hyp, ref, use_json):
+    root = tmp_path_factory.mktemp("fuzz")
+    (root / "h.txt").write_bytes(hyp)
+    (root / "r.tgt").write_bytes(ref)
+    out = root / "out.json"
+    out.write_text('{"earlier": true}\n')
+    before = tree_digest(root)
+    argv = ["--hyp", str(root / "h.txt"), "--ref", str(root / "r.tgt"), "--bootstrap", "5"]
+    if use_json:
+        argv += ["--json", str(out)]
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = score_main(argv)
+    after = tree_digest(root)
+    if rc == 0:
+        if use_json:
+            assert json.loads(out.read_text())["n"] >= 1
+        after.pop(str(out))
+        before.pop(str(out))
+        assert after == before
+    else:
+        assert rc in (1, 3)
+        assert after == before
+        lines = [line for line in err.getvalue().splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1 and err.getvalue().rstrip().endswith(lines[0])
