@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Optional, Tuple
 
+from deep_pyramidion.errors import ConfigError
 from deep_pyramidion.schedule import FLAG as SCHEDULE_FLAG
 from deep_pyramidion.schedule import inactive_pooling_layers, parse_pooling_schedule
 
@@ -170,26 +171,39 @@ class PyramidionConfig:
     def validate(self) -> "PyramidionConfig":
         """Check every value and resolve the legacy flags; returns the resolved config.
 
-        Raises ValueError naming the flag. Idempotent: validating a resolved config returns an
-        equal config.
+        Raises ConfigError (a ValueError) naming the flag. Conflicting flags are an error when
+        one would silently undo the other (``--use-sparse-attn only_blockwise`` with
+        ``--encoder-pooling topk``), a warning saying which one wins otherwise (a schedule with
+        ``--encoder-pooling none`` is not applied). Idempotent: validating a resolved config
+        returns an equal config.
         """
         attention, pooling = self.encoder_attention, self.encoder_pooling
         if self.use_sparse_attn is not None:
             if self.use_sparse_attn not in LEGACY_SPARSE_ATTN:
-                raise ValueError(f"--use-sparse-attn: unknown value {self.use_sparse_attn!r}; "
+                raise ConfigError(f"--use-sparse-attn: unknown value {self.use_sparse_attn!r}; "
                                  f"choose from {list(LEGACY_SPARSE_ATTN)}")
             legacy_attention, legacy_pooling = LEGACY_SPARSE_ATTN[self.use_sparse_attn]
             if attention is not None and attention != legacy_attention:
-                raise ValueError(
+                raise ConfigError(
                     f"--use-sparse-attn {self.use_sparse_attn} means --encoder-attention "
                     f"{legacy_attention}, but --encoder-attention {attention} was given; drop one "
                     "of them")
             attention = legacy_attention
             if legacy_pooling is not None:
+                if pooling not in (None, legacy_pooling, LEGACY_NO_POOLING):
+                    raise ConfigError(
+                        f"--use-sparse-attn {self.use_sparse_attn} means --encoder-pooling "
+                        f"{legacy_pooling}, but --encoder-pooling {pooling} was given; drop one "
+                        "of them")
                 pooling = legacy_pooling
         resolved = dataclasses.replace(self, encoder_attention=attention or "blockwise",
                                        encoder_pooling=pooling or "topk")
         resolved._check_values()
+        if resolved.pooling == NO_POOLING and parse_pooling_schedule(
+                resolved.enc_layers_and_token_width, resolved.encoder_layers):
+            _warn_once("--encoder-pooling none (or --use-sparse-attn only_blockwise): every layer "
+                       "keeps all its tokens, so %s %s is not applied (give it '{}' to say so)",
+                       SCHEDULE_FLAG, resolved.enc_layers_and_token_width)
         if resolved.pooling != NO_POOLING:
             for layer, width, length in inactive_pooling_layers(resolved.schedule,
                                                                  resolved.max_source_positions):
@@ -203,10 +217,10 @@ class PyramidionConfig:
 
     def _check_values(self) -> None:
         if self.encoder_attention not in ENCODER_ATTENTIONS:
-            raise ValueError(f"--encoder-attention: unknown value {self.encoder_attention!r}; "
+            raise ConfigError(f"--encoder-attention: unknown value {self.encoder_attention!r}; "
                              f"choose from {list(ENCODER_ATTENTIONS)}")
         if self.pooling != NO_POOLING and self.pooling not in POOLINGS:
-            raise ValueError(
+            raise ConfigError(
                 f"--encoder-pooling: unknown value {self.encoder_pooling!r}; choose from "
                 f"{sorted(set(POOLINGS) | {NO_POOLING, LEGACY_NO_POOLING})}")
         _check_int(self.chunk_size, "--chunk-size", 1)
@@ -216,34 +230,37 @@ class PyramidionConfig:
         _check_int(self.compressed_memory_chunks, "--compressed-memory-chunks", 0)
         _check_int(self.compression_taps, "--compression-taps", 1)
         _check_int(self.encoder_layers, "--encoder-layers", 1)
+        for flag, value in (("--sort-back", self.sort_back), ("--flip-right", self.flip_right)):
+            if value not in (0, 1) or isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{flag} must be 0 or 1, got {value!r}")
         if self.encoder_pooling_arch not in SCORER_ARCHS:
-            raise ValueError(f"--encoder-pooling-arch: expected one of {list(SCORER_ARCHS)}, "
+            raise ConfigError(f"--encoder-pooling-arch: expected one of {list(SCORER_ARCHS)}, "
                              f"got {self.encoder_pooling_arch!r}")
         if self.topk_impl not in TOPK_IMPLS:
-            raise ValueError(f"--topk-impl: unknown value {self.topk_impl!r}; choose from "
+            raise ConfigError(f"--topk-impl: unknown value {self.topk_impl!r}; choose from "
                              f"{list(TOPK_IMPLS)}")
         if not (is_finite_number(self.topk_softmax_base) and self.topk_softmax_base > 1.0):
-            raise ValueError(f"--topk-softmax-base must be a finite number > 1, got "
+            raise ConfigError(f"--topk-softmax-base must be a finite number > 1, got "
                              f"{self.topk_softmax_base!r}")
         if self.encoder_attention == "fixed" and self.attention_stride > 0 \
                 and self.fixed_summary_cells > self.attention_stride:
-            raise ValueError(
+            raise ConfigError(
                 f"--fixed-summary-cells {self.fixed_summary_cells} exceeds --attention-stride "
                 f"{self.attention_stride}: a block cannot hold more summary cells than tokens")
         name = self.memory_compression
         if name != NO_COMPRESSION:
             if name not in POOLINGS:
-                raise ValueError(f"--memory-compression: unknown value {name!r}; choose from "
+                raise ConfigError(f"--memory-compression: unknown value {name!r}; choose from "
                                  f"{sorted(set(POOLINGS) | {NO_COMPRESSION})}")
             if self.encoder_attention != "blockwise-memory":
-                raise ValueError(f"--memory-compression {name} needs --encoder-attention "
+                raise ConfigError(f"--memory-compression {name} needs --encoder-attention "
                                  f"blockwise-memory (got {self.encoder_attention})")
         if self.encoder_attention in ("strided", "fixed") and self.encoder_layers < 2:
             _warn_once("--encoder-attention %s alternates two patterns over layers; with "
                        "--encoder-layers %d only the local one runs", self.encoder_attention,
                        self.encoder_layers)
         if self.pooling in USAGE_POOLINGS and self.encoder_layerdrop > 0:
-            raise ValueError(f"--encoder-pooling {self.pooling} ranks tokens by the attention of "
+            raise ConfigError(f"--encoder-pooling {self.pooling} ranks tokens by the attention of "
                              f"the layer before it, which --encoder-layerdrop "
                              f"{self.encoder_layerdrop} may skip; use --encoder-layerdrop 0")
         self.schedule  # noqa: B018  (parsing is the check)
@@ -255,7 +272,7 @@ def _shown(value) -> str:
 
 def _check_int(value, flag: str, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{flag} must be an integer >= {minimum}, got {value!r}")
+        raise ConfigError(f"{flag} must be an integer >= {minimum}, got {value!r}")
 
 
 _warned = set()

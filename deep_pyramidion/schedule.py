@@ -8,6 +8,8 @@ import ast
 import logging
 from typing import Dict, Optional
 
+from deep_pyramidion.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 FLAG = "--enc-layers-and-token-width"
@@ -24,7 +26,9 @@ def parse_pooling_schedule(text: Optional[str], num_layers: int, flag: str = FLA
     """Parse and validate a schedule; return ``{layer: width}`` ordered by layer.
 
     Accepts a dict literal ``{0: 2048, 1: 512}`` or a list of pairs ``[(0, 2048), (1, 512)]``;
-    ``""``, ``"{}"`` or ``None`` mean no pooling. Raises ``ValueError`` naming ``flag`` otherwise.
+    ``""``, ``"{}"`` or ``None`` mean no pooling. Raises ``ConfigError`` (a ``ValueError``)
+    naming ``flag`` otherwise, also for a layer listed twice (a dict literal would silently keep
+    the last value).
     """
     if text is None:
         return {}
@@ -32,51 +36,65 @@ def parse_pooling_schedule(text: Optional[str], num_layers: int, flag: str = FLA
         parsed = text
     else:
         if not isinstance(text, str):
-            raise ValueError(f"{flag}: expected a string like '{{0: 2048, 1: 512}}', got {type(text).__name__}")
+            raise ConfigError(f"{flag}: expected a string like '{{0: 2048, 1: 512}}', got {type(text).__name__}")
         if len(text) > _MAX_LEN:
-            raise ValueError(f"{flag}: value is {len(text)} characters long; expected a short dict literal")
+            raise ConfigError(f"{flag}: value is {len(text)} characters long; expected a short dict literal")
         if not text.strip():
             return {}
         try:
-            parsed = ast.literal_eval(text.strip())
+            tree = ast.parse(text.strip(), mode="eval")
+            if isinstance(tree.body, ast.Dict):
+                _refuse_repeated_keys(tree.body, flag)
+            parsed = ast.literal_eval(tree)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
-            raise ValueError(
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(
                 f"{flag}: cannot parse {text!r} as a literal like '{{0: 2048, 1: 512}}' ({type(err).__name__})"
             ) from None
     if isinstance(parsed, (list, tuple)):
         if not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in parsed):
-            raise ValueError(f"{flag}: a list must hold (layer, width) pairs, got {text!r}")
+            raise ConfigError(f"{flag}: a list must hold (layer, width) pairs, got {text!r}")
         pairs = list(parsed)
     elif isinstance(parsed, dict):
         pairs = list(parsed.items())
     else:
-        raise ValueError(f"{flag}: expected a dict {{layer: width}}, got {type(parsed).__name__} from {text!r}")
+        raise ConfigError(f"{flag}: expected a dict {{layer: width}}, got {type(parsed).__name__} from {text!r}")
 
     schedule: Dict[int, int] = {}
     for layer, width in pairs:
         if not _is_int(layer) or not _is_int(width):
-            raise ValueError(f"{flag}: layers and widths must be integers, got {layer!r}: {width!r}")
+            raise ConfigError(f"{flag}: layers and widths must be integers, got {layer!r}: {width!r}")
         if not 0 <= layer < num_layers:
-            raise ValueError(
+            raise ConfigError(
                 f"{flag}: layer {layer} is outside the encoder's layers [0, {num_layers}) "
                 f"(--encoder-layers {num_layers})"
             )
         if width <= 0:
-            raise ValueError(f"{flag}: layer {layer} has width {width}; widths must be positive")
+            raise ConfigError(f"{flag}: layer {layer} has width {width}; widths must be positive")
         if layer in schedule:
-            raise ValueError(f"{flag}: layer {layer} is listed twice")
+            raise ConfigError(f"{flag}: layer {layer} is listed twice")
         schedule[layer] = width
 
     ordered = dict(sorted(schedule.items()))
     previous = None
     for layer, width in ordered.items():
         if previous is not None and width > previous[1]:
-            raise ValueError(
+            raise ConfigError(
                 f"{flag}: width {width} after layer {layer} is larger than {previous[1]} after layer "
                 f"{previous[0]}; widths cannot grow (a pooled-away token cannot come back)"
             )
         previous = (layer, width)
     return ordered
+
+
+def _refuse_repeated_keys(node: ast.Dict, flag: str) -> None:
+    seen = set()
+    for key in node.keys:
+        if isinstance(key, ast.Constant) and key.value in seen:
+            raise ConfigError(f"{flag}: layer {key.value!r} is listed twice")
+        if isinstance(key, ast.Constant):
+            seen.add(key.value)
 
 
 def inactive_pooling_layers(schedule: Dict[int, int], max_source_positions: int):

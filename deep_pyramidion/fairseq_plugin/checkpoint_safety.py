@@ -27,10 +27,13 @@ import os
 import pickle
 import re
 import shutil
+import tempfile
 import typing
 import zipfile
 
 import torch
+
+from deep_pyramidion.errors import PyramidionError
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +41,12 @@ TRUSTED_GLOBALS_ENV = "DEEP_PYRAMIDION_TRUSTED_GLOBALS"
 _NO_WEIGHTS_ONLY_ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
 
-class CheckpointError(RuntimeError):
-    pass
+class CheckpointError(PyramidionError, RuntimeError):
+    """A checkpoint that cannot or must not be loaded; the message names the file."""
+
+
+class TrustedGlobalsError(CheckpointError, ValueError):
+    """A bad entry in DEEP_PYRAMIDION_TRUSTED_GLOBALS (a ValueError, as it always was)."""
 
 
 def _fairseq_checkpoint_classes():
@@ -71,12 +78,13 @@ def _import_global(dotted: str):
     dotted = dotted.strip()
     module, _, name = dotted.rpartition(".")
     if not module:
-        raise ValueError(f"{TRUSTED_GLOBALS_ENV}: {dotted!r} is not a dotted 'module.Class' name "
-                         f"(builtins are named like 'builtins.set')")
+        raise TrustedGlobalsError(f"{TRUSTED_GLOBALS_ENV}: {dotted!r} is not a dotted 'module.Class' "
+                              f"name (builtins are named like 'builtins.set')")
     try:
         return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"{TRUSTED_GLOBALS_ENV}: cannot import {dotted!r} ({err})") from None
+    except Exception as err:  # whatever importing the named module raises
+        raise TrustedGlobalsError(f"{TRUSTED_GLOBALS_ENV}: cannot import {dotted!r} "
+                              f"({type(err).__name__}: {err})") from None
 
 
 def trusted_globals():
@@ -150,10 +158,11 @@ def check_checkpoint_file(path) -> None:
         try:
             with zipfile.ZipFile(path) as archive:
                 bad = archive.testzip()
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        except Exception as err:  # zipfile raises many kinds (e.g. NotImplementedError for an
+            # unsupported compression method): each means the file is not what torch wrote
             raise CheckpointError(
                 f"{path}: cannot read the checkpoint; it is truncated or corrupted (zip archive: "
-                f"{_first_sentence(str(err))}){_restart_hint(path)}") from None
+                f"{type(err).__name__}: {_first_sentence(str(err))}){_restart_hint(path)}") from None
         if bad is not None:
             raise CheckpointError(
                 f"{path}: cannot read the checkpoint; it is corrupted (checksum mismatch in "
@@ -193,6 +202,75 @@ def _local_path(path):
     return path
 
 
+# A checkpoint fairseq wrote holds a configuration of a few hundred entries and one entry per
+# parameter (model and optimizer state): far below these. A crafted pickle can reference one small
+# list from many places (a few bytes that stand for an exponentially large tree), or nest deeper
+# than any recursive walk survives; fairseq and omegaconf walk the loaded object as a tree.
+MAX_TREE_NODES = 10_000_000
+MAX_DEPTH = 100
+
+
+def check_structure(obj, path, max_nodes: int = MAX_TREE_NODES, max_depth: int = MAX_DEPTH) -> None:
+    """Refuse an object whose tree (as a recursive walk sees it) is larger or deeper than a
+    checkpoint's, or cyclic; linear in the objects actually stored (shared ones counted once)."""
+    sizes, depths = {}, {}
+    stack = [(obj, False)]
+    on_path = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            depths[key] = 1 + max((depths[id(c)] for c in children), default=0)
+            if sizes[key] > max_nodes or depths[key] > max_depth:
+                raise CheckpointError(
+                    f"{path}: refused: its structure would be walked as more than "
+                    f"{min(sizes[key], max_nodes):,} objects nested {depths[key]} deep; fairseq "
+                    "checkpoints hold far fewer (a crafted or damaged file?)")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise CheckpointError(f"{path}: refused: its structure contains a cycle, which no "
+                                  "fairseq checkpoint does (a crafted or damaged file?)")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+
+
+def _children(node):
+    if isinstance(node, dict):
+        return list(node.keys()) + list(node.values())
+    if isinstance(node, (list, tuple, set, frozenset)):
+        return list(node)
+    if isinstance(node, argparse.Namespace):
+        return list(vars(node).values())
+    content = getattr(node, "__dict__", None)
+    if isinstance(content, dict) and not isinstance(node, torch.Tensor):
+        return list(content.values())
+    return []
+
+
+def preload_and_check(path) -> None:
+    """Unpickle the file once with torch's safe loader, tensors memory-mapped (not read), and check
+    its structure before fairseq and omegaconf walk it. Every failure is a CheckpointError."""
+    try:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)  # legacy format
+    except CheckpointError:
+        raise
+    except Exception as err:  # anything the unpickler raises for a bad file
+        raise explain_load_error(path, err) from None
+    check_structure(state, path)
+    del state
+
+
 def checked_loader(load):
     """``load(path, ...)`` that checks a local file first and raises :class:`CheckpointError` for
     a file that cannot be read (the original's result is returned unchanged otherwise)."""
@@ -201,6 +279,9 @@ def checked_loader(load):
         local = _local_path(path)
         if local is not None:
             check_checkpoint_file(local)
+            if os.path.isfile(local) and \
+                    os.environ.get(_NO_WEIGHTS_ONLY_ENV, "0") in ("", "0"):
+                preload_and_check(local)
         try:
             return load(path, *args, **kwargs)
         except CheckpointError:
@@ -214,22 +295,46 @@ def checked_loader(load):
 
 
 def atomic_copy(copy):
-    """fairseq's ``PathManager.copy(src, dst, overwrite)`` made atomic for local files."""
+    """fairseq's ``PathManager.copy(src, dst, overwrite)`` made atomic for local files, and nothing
+    else changed: the bytes go to a temporary file beside the *real* destination (a symlinked
+    ``checkpoint_last.pt`` stays a link and its target is replaced), which is then renamed onto it.
+    Return value and ``overwrite`` follow fairseq's own backends: without iopath fairseq calls
+    ``shutil.copyfile`` (overwrites, returns the destination); with iopath, its copy (refuses to
+    overwrite unless asked, returns True/False)."""
     @functools.wraps(copy)
     def wrapper(src_path, dst_path, overwrite=False):
-        from fairseq.file_io import PathManager
+        from fairseq.file_io import IOPathManager, PathManager
 
         if PathManager.path_requires_pathmanager(str(src_path)) or \
                 PathManager.path_requires_pathmanager(str(dst_path)):
             return copy(src_path, dst_path, overwrite=overwrite)
-        if not overwrite and os.path.exists(dst_path):
-            raise FileExistsError(dst_path)
-        tmp = f"{dst_path}.tmp"
-        shutil.copyfile(src_path, tmp)
-        os.replace(tmp, dst_path)  # readers see the old file or the whole new one, never a part
-        return True
+        if IOPathManager and not overwrite and os.path.exists(dst_path):
+            return copy(src_path, dst_path, overwrite=overwrite)   # iopath's refusal, as it is
+        target = os.path.realpath(dst_path)
+        folder = os.path.dirname(target) or "."
+        handle, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
+                                       dir=folder)
+        os.close(handle)
+        try:
+            shutil.copyfile(src_path, tmp)
+            if os.path.exists(target):
+                shutil.copymode(target, tmp)   # copyfile into the old file would keep its mode
+            else:
+                os.chmod(tmp, 0o666 & ~_umask())   # ... and a new file would get the umask's
+            os.replace(tmp, target)  # readers see the old file or the whole new one, never a part
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        return True if IOPathManager else dst_path
 
     return wrapper
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def warn_if_safe_loading_is_off() -> None:

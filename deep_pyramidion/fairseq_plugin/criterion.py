@@ -15,6 +15,7 @@ the term added here is ``weight * reconstruction * sample_size``: after that div
 ``weight`` against the per-token cross-entropy. The logged ``loss`` includes it; the logged
 ``reconstruction_loss`` is the unweighted mean.
 """
+import math
 from dataclasses import dataclass, field
 
 from fairseq import utils
@@ -26,6 +27,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 from fairseq.logging import metrics
 
 from deep_pyramidion.config import TRAINABLE_POOLINGS
+from deep_pyramidion.errors import ConfigError
 
 NAME = "label_smoothed_cross_entropy_with_reconstruction"
 
@@ -44,8 +46,9 @@ class LabelSmoothedCrossEntropyWithReconstruction(LabelSmoothedCrossEntropyCrite
     def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0,
                  report_accuracy=False, reconstruction_weight=1.0):
         super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy)
-        if not reconstruction_weight >= 0:
-            raise ValueError(f"--reconstruction-weight must be >= 0, got {reconstruction_weight}")
+        if not (math.isfinite(reconstruction_weight) and reconstruction_weight >= 0):
+            raise ConfigError(f"--reconstruction-weight must be a finite number >= 0, got "
+                              f"{reconstruction_weight}")
         self.reconstruction_weight = reconstruction_weight
 
     def forward(self, model, sample, reduce=True):
@@ -67,7 +70,7 @@ class LabelSmoothedCrossEntropyWithReconstruction(LabelSmoothedCrossEntropyCrite
             logging_output["loss"] = loss.data
             logging_output["reconstruction_loss"] = reconstruction.data
         elif model.training:
-            raise ValueError(
+            raise ConfigError(
                 f"--criterion {NAME} needs a model that computes the reconstruction loss: "
                 "--encoder-attention blockwise-memory with a trainable --memory-compression "
                 f"({', '.join(TRAINABLE_POOLINGS)})")

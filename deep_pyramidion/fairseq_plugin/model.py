@@ -29,6 +29,7 @@ from fairseq.models.transformer import (
 from fairseq.modules.checkpoint_activations import checkpoint_wrapper
 
 from deep_pyramidion.config import PyramidionConfig
+from deep_pyramidion.fairseq_plugin.checkpoint_safety import CheckpointError
 from deep_pyramidion.fairseq_plugin.encoder_layer import BatchFirstLayer, PyramidionEncoderLayer
 from deep_pyramidion.modules import build_attention_pattern, build_pooler, run_pyramid
 
@@ -91,6 +92,18 @@ class PyramidionModel(TransformerModel):
         if "reconstruction_loss" in encoder_out:
             decoder_out[1]["reconstruction_loss"] = encoder_out["reconstruction_loss"]
         return decoder_out
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """fairseq's, with a dictionary that does not fit the checkpoint's embeddings named as
+        such (fairseq reports a bare "size mismatch" RuntimeError)."""
+        expected = self.encoder.embed_tokens.weight.size(0)
+        stored = state_dict.get("encoder.embed_tokens.weight")
+        if stored is not None and stored.size(0) != expected:
+            raise CheckpointError(
+                f"the checkpoint's token embeddings have {stored.size(0)} rows, but the "
+                f"dictionary it is loaded with has {expected} entries: use the data folder "
+                "(dict.src.txt / dict.tgt.txt) the model was trained or converted with")
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
 
     @classmethod
     def from_pretrained(cls, model_name_or_path, checkpoint_file="checkpoint_best.pt",

@@ -13,6 +13,7 @@ plugin (``--user-dir deep_pyramidion``) and logs, once, at INFO::
 fairseq functions as they are. :func:`revert_all` puts fairseq's originals back (tests, debugging).
 
     name                     fairseq function                              upstream
+    one_line_errors          sys.excepthook (fairseq's command lines)      -
     keep_last_batch          fairseq.data.data_utils.batch_by_size         fairseq#5036, #5351
     safe_checkpoint_loading  fairseq.checkpoint_utils.load_checkpoint_to_cpu  fairseq#5610, #5603
     atomic_checkpoint_copy   fairseq.file_io.PathManager.copy              fairseq#2684
@@ -92,6 +93,27 @@ class Patch:
         if self._undo_setup is not None:
             self._undo_setup()
         self._original = self._undo_setup = None
+
+
+# ---------------------------------------------------------------------------- one_line_errors
+def _one_line_errors(excepthook):
+    """fairseq's command lines let every exception end the process with a traceback, so the
+    plugin's expected failures (a bad model flag, a damaged or refused checkpoint: every
+    deep_pyramidion.errors.PyramidionError) printed their one-line message at the bottom of a
+    stack trace. For those alone the hook prints ``error: <message>``; the exit status stays 1, and
+    every other exception (a bug) keeps its traceback through the previous hook."""
+    import sys
+
+    from deep_pyramidion.errors import PyramidionError
+
+    @functools.wraps(excepthook)
+    def hook(kind, value, traceback):
+        if isinstance(value, PyramidionError):
+            sys.stderr.write("error: " + " ".join(str(value).split("\n")) + "\n")
+            return
+        excepthook(kind, value, traceback)
+
+    return hook
 
 
 # ---------------------------------------------------------------------------- keep_last_batch
@@ -214,6 +236,8 @@ def _ngram_blocking(_broken):
 
 
 PATCHES: List[Patch] = [
+    Patch("one_line_errors", "sys:excepthook", "-", "an expected failure ends fairseq's command "
+          "lines with one line, not a traceback", _one_line_errors),
     Patch("keep_last_batch", "fairseq.data.data_utils:batch_by_size", "fairseq#5036, #5351",
           "the last partial batch is kept, not dropped", _keep_last_batch),
     Patch("safe_checkpoint_loading", "fairseq.checkpoint_utils:load_checkpoint_to_cpu",

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import zipfile
 
 import pytest
@@ -276,11 +277,31 @@ def test_checkpoint_copies_are_atomic(tmp_path, monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             PathManager.copy(str(src), str(dst), overwrite=True)
     assert dst.read_bytes() == b"old" * 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_1_4.pt", "checkpoint_last.pt"]
     assert PathManager.copy(str(src), str(dst), overwrite=True)
     assert dst.read_bytes() == b"new" * 1000
-    assert not (tmp_path / "checkpoint_last.pt.tmp").exists()
-    with pytest.raises(FileExistsError):
-        PathManager.copy(str(src), str(dst), overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_1_4.pt", "checkpoint_last.pt"]
+
+
+def test_atomic_copy_keeps_fairseqs_contract(tmp_path):
+    """Only atomicity is added to fairseq's copy (without iopath: shutil.copyfile): it returns
+    the destination, overwrites whatever overwrite says, keeps the destination's mode, and writes
+    through a symlinked destination into its target, which stays a link."""
+    src = tmp_path / "checkpoint_1_4.pt"
+    src.write_bytes(b"new")
+    dst = tmp_path / "checkpoint_last.pt"
+    dst.write_bytes(b"old")
+    dst.chmod(0o640)
+    assert PathManager.copy(str(src), str(dst), overwrite=False) == str(dst)   # fairseq: overwrites
+    assert dst.read_bytes() == b"new" and (dst.stat().st_mode & 0o777) == 0o640
+    elsewhere = tmp_path / "store" / "last.pt"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"old")
+    link = tmp_path / "linked_last.pt"
+    link.symlink_to(elsewhere)
+    assert PathManager.copy(str(src), str(link), overwrite=True) == str(link)
+    assert link.is_symlink() and elsewhere.read_bytes() == b"new"
+    assert sorted(p.name for p in elsewhere.parent.iterdir()) == ["last.pt"]     # no temporaries
 
 
 def test_unsafe_loader_environment_is_warned_about(caplog, monkeypatch):
@@ -316,3 +337,63 @@ def test_distributed_broadcast_of_a_loaded_state_unpickles_safely(good_checkpoin
     restored = distributed_utils._put_tensors_in_obj(received, tensors)
     assert restored["cfg"].model.arch == "pyramidion_tiny"
     assert torch.equal(restored["model"]["encoder.w"], state["model"]["encoder.w"])
+
+
+def _with_compression_method(path, method: int):
+    """Set the compression method of every member of a zip file (local and central headers)."""
+    data = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            data[start + offset: start + offset + 2] = method.to_bytes(2, "little")
+            start += 4
+    path.write_bytes(bytes(data))
+
+
+def _crafted(path, payload):
+    torch.save({"model": {}, "cfg": {"common": payload}, "optimizer_history": [{}],
+                "extra_state": {}}, path)
+
+
+def _laughs(levels):
+    node = [0]
+    for _ in range(levels):
+        node = [node, node]        # stored once, referenced twice: 2**levels leaves as a tree
+    return node
+
+
+def _deep(depth):
+    node = []
+    for _ in range(depth):
+        node = [node]
+    return node
+
+
+def _cycle():
+    node = []
+    node.append(node)
+    return node
+
+
+@pytest.mark.parametrize("craft, message", [
+    (lambda p: (p.write_bytes(_good_bytes()), _with_compression_method(p, 99)), "zip archive"),
+    (lambda p: _crafted(p, _laughs(80)), "more than"),
+    (lambda p: _crafted(p, _deep(300)), "nested 10"),
+    (lambda p: _crafted(p, _cycle()), "cycle"),
+])
+def test_hostile_or_damaged_files_fail_fast_with_a_checkpoint_error(tmp_path, craft, message):
+    """Every way a file can be wrong ends in one CheckpointError, quickly: before fairseq or
+    omegaconf walk a crafted structure that a recursive walk would never finish."""
+    path = tmp_path / "checkpoint_best.pt"
+    craft(path)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    assert time.perf_counter() - start < 20
+
+
+def _good_bytes():
+    buffer = io.BytesIO()
+    torch.save({"model": {"w": torch.zeros(3)}, "cfg": None, "optimizer_history": [{}],
+                "extra_state": {}}, buffer)
+    return buffer.getvalue()

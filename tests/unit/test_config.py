@@ -4,8 +4,10 @@ import dataclasses
 import math
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from deep_pyramidion.config import ENCODER_ATTENTIONS, POOLINGS, PyramidionConfig
+from deep_pyramidion.errors import ConfigError
 from deep_pyramidion.modules import ATTENTION_PATTERNS, POOLERS
 
 
@@ -107,3 +109,56 @@ def test_flags_come_from_the_config_with_its_defaults_in_the_help():
     assert "(default: 20.0)" in helps["--topk-softmax-base"]
     with pytest.raises(SystemExit):
         parser.parse_args(["--sort-back", "2"])
+
+
+def test_legacy_flag_that_would_drop_an_explicit_pooler_is_an_error():
+    with pytest.raises(ValueError, match="--use-sparse-attn only_blockwise means --encoder-pooling "
+                                         "none, but --encoder-pooling topk was given"):
+        PyramidionConfig(use_sparse_attn="only_blockwise", encoder_pooling="topk").validate()
+    # the names of "no pooling" agree with it
+    for same in (None, "none", "lambda"):
+        PyramidionConfig(use_sparse_attn="only_blockwise", encoder_pooling=same).validate()
+
+
+def test_schedule_without_pooling_is_reported_not_applied(caplog):
+    with caplog.at_level("WARNING", logger="deep_pyramidion.config"):
+        config = PyramidionConfig(encoder_pooling="none",
+                                  enc_layers_and_token_width="{0: 99, 1: 33}").validate()
+    assert config.schedule == {}
+    assert any("{0: 99, 1: 33} is not applied" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="deep_pyramidion.config"):
+        PyramidionConfig(encoder_pooling="none", enc_layers_and_token_width="{}").validate()
+    assert not caplog.records
+
+
+def test_a_layer_listed_twice_is_an_error():
+    with pytest.raises(ValueError, match="layer 0 is listed twice"):
+        PyramidionConfig(enc_layers_and_token_width="{0: 64, 0: 16}").validate()
+
+
+NUMERIC = {f.name: f for f in dataclasses.fields(PyramidionConfig)
+           if f.metadata["owner"] == "pyramidion" and f.metadata.get("type") in (int, float)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(sorted(NUMERIC)),
+       value=st.one_of(st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
+                       st.booleans()))
+def test_every_numeric_option_is_checked_for_type_finiteness_and_range(name, value):
+    """Either the value is accepted and usable (finite, in range) or a ConfigError names the
+    flag; nothing else escapes."""
+    try:
+        config = PyramidionConfig(**{name: value, "encoder_attention": "blockwise"}).validate()
+    except ConfigError as err:
+        assert NUMERIC[name].metadata["flag"] in str(err)
+        return
+    accepted = getattr(config, name)
+    assert not isinstance(accepted, bool)
+    assert math.isfinite(accepted)
+    if name == "topk_softmax_base":
+        assert accepted > 1
+    elif name in ("sort_back", "flip_right"):
+        assert accepted in (0, 1)
+    else:
+        assert accepted >= 0
