@@ -1,7 +1,8 @@
-"""Issue 8: no batching path of fairseq drops examples once the plugin is loaded.
+"""No batching path of fairseq drops examples once the plugin is loaded.
 
 fairseq main drops the last batch when its size is not a multiple of
---required-batch-size-multiple (default 8); deep_pyramidion.batching puts it back.
+--required-batch-size-multiple (default 8); the adapter's keep_last_batch patch
+(deep_pyramidion/fairseq_plugin/patches.py) puts it back.
 """
 import re
 
@@ -9,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-import deep_pyramidion  # noqa: F401  (installs the fix)
-from tests.support.paths import USER_DIR
+import deep_pyramidion.fairseq_plugin  # noqa: F401  (applies the keep_last_batch patch)
 from tests.support.fairseq_runs import SPLIT_SIZES, run, seed_command
-from fairseq import options, tasks
+from tests.support.models import training_args
+from fairseq import tasks
 from fairseq.data import data_utils
 
 
@@ -42,11 +43,7 @@ def test_generation_with_max_tokens(seed_run):
 
 
 def load_task(seed_run, split):
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [
-        str(seed_run["data"]), "--user-dir", USER_DIR, "--task", "translation",
-        "--arch", "pyramidion_base", "--source-lang", "src", "--target-lang", "tgt",
-        "--dataset-impl", "mmap"])
+    args = training_args(seed_run["data"], "--dataset-impl", "mmap", arch="pyramidion_base")
     task = tasks.setup_task(args)
     task.load_dataset(split)
     return task, task.dataset(split)
