@@ -65,7 +65,7 @@ def _silence_stdout() -> None:
 def run_cli(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None,
             mismatch: tuple = ()) -> int:
     """Run ``main(argv)`` and turn the expected failures into an exit code and one line:
-    :class:`DataError` -> 1 (an exception in ``mismatch`` -> 3), an OS error on a named file -> 1,
+    :class:`DataError` -> 1 (an exception in ``mismatch`` -> 3), an OS error (disk full, permission) -> 1,
     Ctrl-C -> 130, a closed stdout -> 141 (quietly). Anything else is a bug and keeps its traceback."""
     try:
         return main(argv)
@@ -76,7 +76,6 @@ def run_cli(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]
         return fail("interrupted", EXIT_INTERRUPTED)
     except DataError as err:
         return fail(err, EXIT_MISMATCH if mismatch and isinstance(err, mismatch) else EXIT_BAD_INPUT)
-    except OSError as err:
-        if err.filename is None:
-            raise
-        return fail(f"{err.filename}: {err.strerror or err}")
+    except OSError as err:  # the machine's, not the input's: disk full, permissions, a vanished file
+        where = f"{err.filename}: " if err.filename else ""
+        return fail(f"{where}{err.strerror or err}")

@@ -152,7 +152,11 @@ class StagedDir:
         if exc_type is not None:
             _remove_tree(self.stage)
             return
-        self.commit()
+        try:
+            self.commit()
+        except BaseException:
+            _remove_tree(self.stage)  # the old folder is still in place
+            raise
 
     def commit(self) -> None:
         """Swap the staged folder in (called by ``__exit__``)."""

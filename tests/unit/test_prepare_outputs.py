@@ -153,3 +153,21 @@ def test_odd_bytes_prepare_or_fail_in_one_line_leaving_inputs_and_old_output(tmp
         assert rc == 1 and tree_digest(out) == old
         errors = [line for line in err.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1 and err.rstrip().endswith(errors[0]) and "Traceback" not in err
+
+
+def test_swap_without_renameat2_and_a_foreign_file_appearing_meanwhile(tmp_path, monkeypatch):
+    from deep_pyramidion.data import output
+
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "a.ids").write_text("old\n")
+    owned = owned_by(patterns=[r".+\.ids"])
+    monkeypatch.setattr(output, "_renameat2_exchange", lambda a, b: False)  # rename aside, rename in
+    with StagedDir(str(final), owned) as stage:
+        (Path(stage) / "b.ids").write_text("new\n")
+    assert sorted(p.name for p in final.iterdir()) == ["b.ids"] and siblings(final) == ["out"]
+    with pytest.raises(output.DataError, match="notes.txt"):
+        with StagedDir(str(final), owned) as stage:
+            (Path(stage) / "c.ids").write_text("newer\n")
+            (final / "notes.txt").write_text("written by someone else during the run\n")
+    assert sorted(p.name for p in final.iterdir()) == ["b.ids", "notes.txt"] and siblings(final) == ["out"]
