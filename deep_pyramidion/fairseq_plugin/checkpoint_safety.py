@@ -249,7 +249,8 @@ def _children(node):
         return list(vars(node).values())
     content = getattr(node, "__dict__", None)
     if isinstance(content, dict) and not isinstance(node, torch.Tensor):
-        return list(content.values())
+        # an omegaconf node points back at its parent container: a link up, not a child
+        return [v for k, v in content.items() if k != "_parent"]
     return []
 
 

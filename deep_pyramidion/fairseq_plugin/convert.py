@@ -235,10 +235,13 @@ def save_checkpoint(args: Namespace, model, path: str) -> None:
     import warnings
 
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from omegaconf import OmegaConf
 
     with warnings.catch_warnings():   # hydra's deprecation notices about fairseq's own configs
         warnings.simplefilter("ignore", UserWarning)
-        cfg = convert_namespace_to_omegaconf(args)
+        # a plain container, as fairseq's trainer saves it
+        cfg = OmegaConf.to_container(convert_namespace_to_omegaconf(args), resolve=True,
+                                     enum_to_str=True)
     state = {
         "args": None,
         "cfg": cfg,

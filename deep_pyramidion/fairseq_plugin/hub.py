@@ -9,8 +9,8 @@
 ``PyramidionModel.from_pretrained`` delegates here. The returned object is a fairseq
 ``GeneratorHubInterface`` (``.translate``, ``.generate``, ``.encode``, ``.decode`` keep working;
 move it to a GPU with ``.cuda()``) with :meth:`PyramidionHubInterface.summarize` added:
-sentencepiece-encode, truncate to the model's max source positions (logged, never silent), beam
-search, decode.
+encode with the model's BPE (sentencepiece, or a pretrained BART's byte-level BPE), truncate to the
+model's max source positions (logged, never silent), beam search, decode.
 """
 import logging
 import os
@@ -106,20 +106,27 @@ class PyramidionHubInterface(GeneratorHubInterface):
         return summaries
 
 
+BPE_CHOICES = ("auto", "sentencepiece", "gpt2", None)
+GPT2_FILES = ("encoder.json", "vocab.bpe")   # what pyramidion-convert and preprocess.py write
+
+
 def from_pretrained(checkpoint_dir: str, checkpoint_file: str = "checkpoint_best.pt",
-                    data_name_or_path: str = ".", bpe: Optional[str] = "sentencepiece",
-                    sentencepiece_model: Optional[str] = None, **overrides) -> PyramidionHubInterface:
+                    data_name_or_path: str = ".", bpe: Optional[str] = "auto",
+                    sentencepiece_model: Optional[str] = None, gpt2_encoder_json: Optional[str] = None,
+                    gpt2_vocab_bpe: Optional[str] = None, **overrides) -> PyramidionHubInterface:
     """Load a trained pyramidion summarizer.
 
-    checkpoint_dir: folder of the checkpoint (fairseq's save dir).
-    checkpoint_file: file name inside it (``checkpoint_best.pt``, ``checkpoint_last.pt``, ...).
+    checkpoint_dir: folder of the checkpoint (fairseq's save dir; pyramidion-convert's OUT_DIR).
+    checkpoint_file: file name inside it (``checkpoint_best.pt``, ``model.pt``, ...).
     data_name_or_path: the binarized data folder holding ``dict.src.txt`` / ``dict.tgt.txt``
         (scripts/preprocess.py's output); a path starting with "." is relative to checkpoint_dir,
         as in fairseq.
-    bpe: ``"sentencepiece"`` (default) or None for text that is already split into dictionary
-        tokens.
-    sentencepiece_model: the model scripts/preprocess.py wrote; default: ``spm.model`` in the data
-        folder, else in checkpoint_dir.
+    bpe: how raw text becomes dictionary tokens. ``"auto"`` (default): the sentencepiece model
+        ``spm.model`` if the data folder (else checkpoint_dir) has one, else the byte-level BPE
+        of a pretrained BART (``encoder.json`` + ``vocab.bpe``) found the same way;
+        ``"sentencepiece"`` or ``"gpt2"`` to insist on one; None for text already split into
+        dictionary tokens.
+    sentencepiece_model, gpt2_encoder_json, gpt2_vocab_bpe: the files, when not found as above.
     overrides: fairseq options replacing the checkpoint's, e.g. ``max_source_positions=8192``
         (read longer inputs), ``batch_size=8``, ``cpu=True``.
     """
@@ -139,30 +146,52 @@ def from_pretrained(checkpoint_dir: str, checkpoint_file: str = "checkpoint_best
         raise FileNotFoundError(
             f"data_name_or_path {data_dir}: no fairseq dictionary (dict.*.txt) there; pass the "
             "binarized data folder the model was trained on")
-    if bpe == "sentencepiece":
-        if sentencepiece_model is None:
-            candidates = [os.path.join(data_dir, "spm.model"), os.path.join(checkpoint_dir, "spm.model")]
-            sentencepiece_model = next((c for c in candidates if os.path.isfile(c)), None)
-            if sentencepiece_model is None:
-                raise FileNotFoundError(
-                    "sentencepiece_model not given and no spm.model in "
-                    f"{data_dir} or {checkpoint_dir}; pass sentencepiece_model=PATH (or bpe=None "
-                    "for pre-tokenized text)")
-        elif not os.path.isfile(sentencepiece_model):
-            raise FileNotFoundError(f"sentencepiece_model {sentencepiece_model}: no such file")
-        overrides["sentencepiece_model"] = os.path.abspath(sentencepiece_model)
-    elif bpe is not None:
-        raise ValueError(f"bpe must be 'sentencepiece' or None, got {bpe!r}")
-    overrides["bpe"] = bpe
+    if bpe not in BPE_CHOICES:
+        raise ValueError(f"bpe must be one of {', '.join(map(repr, BPE_CHOICES))}, got {bpe!r}")
+    overrides.update(_bpe_overrides(bpe, (data_dir, checkpoint_dir), sentencepiece_model,
+                                    gpt2_encoder_json, gpt2_vocab_bpe))
     # the checkpoint may name the --user-dir it was trained with (any path): use this package
     overrides["user_dir"] = USER_DIR
     loaded = hub_utils.from_pretrained(checkpoint_dir, checkpoint_file=checkpoint_file,
                                        data_name_or_path=data_dir, **overrides)
     cfg = loaded["args"]
-    if bpe is None:
+    if overrides["bpe"] is None:
         with open_dict(cfg):
             cfg.bpe = None
     return PyramidionHubInterface(cfg, loaded["task"], loaded["models"])
+
+
+def _bpe_overrides(bpe, folders, spm_model, encoder_json, vocab_bpe) -> dict:
+    """fairseq's --bpe options for ``bpe`` (see from_pretrained), files checked to exist."""
+    if bpe is None:
+        return {"bpe": None}
+    for name, given in (("sentencepiece_model", spm_model), ("gpt2_encoder_json", encoder_json),
+                        ("gpt2_vocab_bpe", vocab_bpe)):
+        if given is not None and not os.path.isfile(given):
+            raise FileNotFoundError(f"{name} {given}: no such file")
+    if bpe == "auto" and (encoder_json or vocab_bpe):
+        bpe = "gpt2"
+    elif bpe == "auto" and spm_model:
+        bpe = "sentencepiece"
+    if bpe in ("auto", "sentencepiece") and spm_model is None:
+        spm_model = next((os.path.join(f, "spm.model") for f in folders
+                          if os.path.isfile(os.path.join(f, "spm.model"))), None)
+    if bpe in ("auto", "sentencepiece") and spm_model is not None:
+        return {"bpe": "sentencepiece", "sentencepiece_model": os.path.abspath(spm_model)}
+    if bpe in ("auto", "gpt2") and encoder_json is None and vocab_bpe is None:
+        found = next((f for f in folders
+                      if all(os.path.isfile(os.path.join(f, n)) for n in GPT2_FILES)), None)
+        if found is not None:
+            encoder_json, vocab_bpe = (os.path.join(found, n) for n in GPT2_FILES)
+    if bpe in ("auto", "gpt2") and encoder_json and vocab_bpe:
+        return {"bpe": "gpt2", "gpt2_encoder_json": os.path.abspath(encoder_json),
+                "gpt2_vocab_bpe": os.path.abspath(vocab_bpe)}
+    wanted = {"sentencepiece": "spm.model", "gpt2": "encoder.json + vocab.bpe"}.get(
+        bpe, "spm.model or encoder.json + vocab.bpe")
+    raise FileNotFoundError(
+        f"no {wanted} in {' or '.join(folders)}: pass sentencepiece_model=PATH, or "
+        "gpt2_encoder_json=PATH and gpt2_vocab_bpe=PATH (or bpe=None for text already in "
+        "dictionary tokens)")
 
 
 def _listdir(path: str) -> List[str]:
