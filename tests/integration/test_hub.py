@@ -11,7 +11,9 @@ from fairseq.hub_utils import GeneratorHubInterface
 
 from tests.support.fairseq_runs import LONG_DOC_TOKENS
 from deep_pyramidion.hub import PyramidionHubInterface, from_pretrained
-from deep_pyramidion.models.pyramidion import PyramidionModel
+from deep_pyramidion.fairseq_plugin.model import PyramidionModel
+
+HUB_LOGGER = "deep_pyramidion.fairseq_plugin.hub"
 
 CLI = Path(sys.executable).with_name("pyramidion-summarize")
 GEN = {"max_len_a": 0, "max_len_b": 6}
@@ -69,7 +71,7 @@ def test_long_input_is_truncated_with_a_warning(word_hub, seed_run, caplog):
     long_doc = documents(seed_run)[0]
     assert len(long_doc.split()) == LONG_DOC_TOKENS
     assert word_hub.max_source_tokens == 2048  # the checkpoint's --max-source-positions
-    with caplog.at_level(logging.WARNING, logger="deep_pyramidion.hub"):
+    with caplog.at_level(logging.WARNING, logger=HUB_LOGGER):
         tokens = word_hub.encode_document(long_doc, "doc-0")
         summaries = word_hub.summarize([long_doc, "w1 w2 w3"], beam=1, **GEN)
     assert tokens.numel() == 2048 and int(tokens[-1]) == word_hub.src_dict.eos()
@@ -83,7 +85,7 @@ def test_long_input_is_truncated_with_a_warning(word_hub, seed_run, caplog):
 
 def test_max_source_positions_override_reads_longer_inputs(seed_run, caplog):
     hub = load(seed_run, bpe=None, sentencepiece_model=None, max_source_positions=4096)
-    with caplog.at_level(logging.WARNING, logger="deep_pyramidion.hub"):
+    with caplog.at_level(logging.WARNING, logger=HUB_LOGGER):
         tokens = hub.encode_document(documents(seed_run)[0])
     assert tokens.numel() == LONG_DOC_TOKENS + 1
     assert not [r for r in caplog.records if "truncated" in r.getMessage()]
