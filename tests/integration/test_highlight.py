@@ -1,7 +1,9 @@
-"""scripts/highlight.py: per pooling layer, each input token's weight in the pooled output, composed
+"""Highlighting (deep_pyramidion.analysis.highlight, CLI fairseq_plugin.cli.highlight_main behind
+scripts/highlight.py): per pooling layer, each input token's weight in the pooled output, composed
 across layers, checked against the reference top-k implementation."""
-import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,20 +11,11 @@ import pytest
 import torch
 
 from tests.support.fairseq_runs import LONG_DOC_TOKENS
+from deep_pyramidion.analysis.highlight import HighlightError, highlight, pooling_weights
+from deep_pyramidion.fairseq_plugin.cli import highlight_main
 from deep_pyramidion.hub import from_pretrained
 from deep_pyramidion.topk.reference import successive_halving_topk_reference
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("highlight", ROOT / "scripts" / "highlight.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-highlight = _load_script()
+from tests.support.paths import SCRIPTS
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +36,7 @@ def long_doc(seed_run):
 
 @pytest.fixture(scope="module")
 def result(hub, long_doc, tmp_path_factory):
-    return highlight.highlight(hub, long_doc, str(tmp_path_factory.mktemp("hl")), "doc-0")
+    return highlight(hub, long_doc, str(tmp_path_factory.mktemp("hl")), "doc-0")
 
 
 def test_writes_html_png_and_json(result):
@@ -122,19 +115,19 @@ def test_weights_match_the_reference_operator(hub, long_doc, result):
 
 
 def test_short_document_passes_through_unpooled(hub, tmp_path):
-    out = highlight.highlight(hub, "w1 w2 w3 w4 w5", str(tmp_path), "short")
+    out = highlight(hub, "w1 w2 w3 w4 w5", str(tmp_path), "short")
     for layer in out["layers"]:
         assert not layer["pooled"] and layer["n_in"] == layer["n_out"] == 6
         assert layer["weight"] == [1.0] * 6
 
 
 def test_command_line(seed_run, tmp_path):
-    code = highlight.main(["--checkpoint", str(seed_run["ckpt"]), "--data", str(seed_run["data"]),
+    code = highlight_main(["--checkpoint", str(seed_run["ckpt"]), "--data", str(seed_run["data"]),
                            "--no-bpe", "--input", str(seed_run["raw"] / "test-A.src"), "--line", "2",
                            "--out", str(tmp_path / "cli")])
     assert code == 0
     assert (tmp_path / "cli" / "highlight.html").exists() and (tmp_path / "cli" / "highlight.png").exists()
-    assert highlight.main(["--checkpoint", str(seed_run["ckpt"]), "--data", str(seed_run["data"]),
+    assert highlight_main(["--checkpoint", str(seed_run["ckpt"]), "--data", str(seed_run["data"]),
                            "--no-bpe", "--input", str(seed_run["raw"] / "test-A.src"), "--line", "99",
                            "--out", str(tmp_path / "bad")]) == 1
     assert not (tmp_path / "bad").exists()
@@ -145,7 +138,15 @@ def test_model_without_pooling_is_refused(hub):
     saved = encoder.poolers
     encoder.poolers = torch.nn.ModuleDict()
     try:
-        with pytest.raises(highlight.HighlightError, match="no pooling layers"):
-            highlight.pooling_weights(hub.models[0], torch.tensor([[5, 6, 2]]))
+        with pytest.raises(HighlightError, match="no pooling layers"):
+            pooling_weights(hub.models[0], torch.tensor([[5, 6, 2]]))
     finally:
         encoder.poolers = saved
+
+
+def test_script_is_the_command_line():
+    """scripts/highlight.py keeps working as the documented entry point (a thin wrapper)."""
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "highlight.py"), "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--checkpoint" in proc.stdout and "--line" in proc.stdout
