@@ -3,15 +3,14 @@ them), and the paper recipes carry the seed's command lines flag for flag."""
 import os
 import shlex
 import subprocess
-from pathlib import Path
 
 import pytest
 from fairseq import options
 
+import deep_pyramidion.fairseq_plugin  # noqa: F401  (the model's flags, whatever was imported first)
+from deep_pyramidion.config import PyramidionConfig
 from tests.support.fairseq_runs import SEED_COMMANDS
-from deep_pyramidion.models.pyramidion import resolve_pyramidion_options
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO as ROOT
 TRAIN_CONFIGS = sorted((ROOT / "configs" / "train").glob("*.args"))
 GEN_CONFIGS = sorted((ROOT / "configs" / "generate").glob("*.args"))
 
@@ -80,7 +79,7 @@ def test_train_recipe_parses(config, tmp_path):
     assert args.arch.startswith("pyramidion_")
     assert args.save_dir == "save-dir"
     assert os.path.samefile(args.user_dir, ROOT / "deep_pyramidion")
-    resolve_pyramidion_options(args)  # schedule, pooling and attention values are valid
+    PyramidionConfig.from_namespace(args).validate()  # schedule, pooling and attention values are valid
 
 
 @pytest.mark.parametrize("config", GEN_CONFIGS, ids=lambda p: p.name)
@@ -115,7 +114,7 @@ def test_model_recipes_differ_as_described(tmp_path):
     _, block_deep = train_args(configs / "blockwise_deep.args", tmp_path)
     _, cpu = train_args(configs / "aclsum_cpu.args", tmp_path)
     for args in (base, deep, block, block_deep, cpu):
-        resolve_pyramidion_options(args)
+        PyramidionConfig.from_namespace(args).validate().write_to(args)
     assert (base.encoder_layers, base.decoder_layers, base.encoder_pooling) == (2, 2, "topk")
     assert base.enc_layers_and_token_width == "{0: 2048, 1: 512}"
     assert (deep.arch, deep.encoder_layers, deep.decoder_layers) == ("pyramidion_deep", 6, 6)
