@@ -21,11 +21,13 @@ from hypothesis import strategies as st
 
 import deep_pyramidion.fairseq_plugin  # noqa: F401  (applies the patches)
 from deep_pyramidion.fairseq_plugin import checkpoint_safety, patches
+from deep_pyramidion.errors import PyramidionError
 from deep_pyramidion.fairseq_plugin.checkpoint_safety import TRUSTED_GLOBALS_ENV, CheckpointError
 from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
 
 from tests.support.corpus import fairseq_cli
+from tests.support.fairseq_runs import subprocess_env
 from tests.support.paths import USER_DIR
 
 
@@ -111,14 +113,18 @@ def _write_module(folder, name="trusted_mod"):
     return name
 
 
-def _probe(path, env_value, pythonpath):
+def _probe(path, env_value, pythonpath, traceback=False):
+    """Load ``path`` in a fresh interpreter; ``traceback``: with the one_line_errors patch off, so
+    that the exception's type ends stderr."""
     code = ("import sys, deep_pyramidion.fairseq_plugin\n"
             "from fairseq import checkpoint_utils\n"
             "state = checkpoint_utils.load_checkpoint_to_cpu(sys.argv[1])\n"
             "print('NOTE', type(state['note']).__module__, state['note'].text)\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")]))
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    env = subprocess_env(PYTHONPATH=os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")]))
     env.pop(TRUSTED_GLOBALS_ENV, None)
+    env.pop(patches.DISABLE_ENV, None)
+    if traceback:
+        env[patches.DISABLE_ENV] = "one_line_errors"
     if env_value is not None:
         env[TRUSTED_GLOBALS_ENV] = env_value
     return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
@@ -136,12 +142,17 @@ def test_unknown_class_is_refused_then_allowed_by_the_environment(tmp_path):
         sys.path.remove(str(tmp_path))
         sys.modules.pop(module, None)
 
-    refused = _probe(path, None, tmp_path)
+    refused = _probe(path, None, tmp_path, traceback=True)
     assert refused.returncode != 0
     last = refused.stderr.strip().splitlines()[-1]
     assert last.startswith("deep_pyramidion.fairseq_plugin.checkpoint_safety.CheckpointError")
     assert f"{TRUSTED_GLOBALS_ENV}={module}.Note" in last
     assert "_weights_only_unpickler" not in refused.stderr  # no trace from inside the unpickler
+    # with every patch on, the same refusal is the one line of stderr (one_line_errors)
+    one_line = _probe(path, None, tmp_path)
+    assert one_line.returncode == 1
+    assert one_line.stderr.strip().splitlines()[-1] == "error: " + last.split(": ", 1)[1]
+    assert "Traceback" not in one_line.stderr
 
     allowed = _probe(path, f"{module}.Note", tmp_path)
     assert allowed.returncode == 0, allowed.stderr[-3000:]
@@ -164,16 +175,17 @@ def test_refusal_through_fairseq_generate(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
     torch.save(fairseq_like_state(payload=CreatesAFile(marker)), evil)
-    env = dict(os.environ)
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
     proc = subprocess.run(
         [fairseq_cli("fairseq-generate"), str(data), "--user-dir", USER_DIR,
          "--task", "translation", "--source-lang", "src", "--target-lang", "tgt",
          "--path", str(evil), "--gen-subset", "test"],
-        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+        capture_output=True, text=True, env=subprocess_env(), timeout=300, cwd=tmp_path)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert "CheckpointError" in last and "refused to load" in last and TRUSTED_GLOBALS_ENV in last
+    # "error: ": the one_line_errors patch's form of a PyramidionError such as CheckpointError
+    assert issubclass(CheckpointError, PyramidionError)
+    assert last.startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "refused to load" in last and TRUSTED_GLOBALS_ENV in last
     assert not marker.exists()
 
 

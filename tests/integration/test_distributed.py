@@ -1,7 +1,6 @@
 """Data-parallel training on the CPU: two fairseq-train workers (gloo, legacy_ddp) take the same steps
 as one process with --update-freq 2, also after a resume. That every parameter of every encoder
 option gets a gradient (an unused parameter stops pytorch_ddp): test_gradient_coverage.py."""
-import os
 import re
 import shutil
 import socket
@@ -13,8 +12,11 @@ import torch
 import deep_pyramidion.fairseq_plugin  # noqa: F401  (torch.load: fairseq's checkpoint classes allowlisted)
 from tests.support.paths import USER_DIR
 from tests.support.corpus import copy_task, fairseq_cli
+from tests.support.fairseq_runs import subprocess_env
 
 TIMEOUT = 600
+# one thread per fairseq process: concurrent runs and workers do not oversubscribe the cores
+ENV = subprocess_env(OMP_NUM_THREADS="1")
 # dropout off, fixed seed, no validation: a step depends only on the data and the parameters
 TRAIN_FLAGS = [
     "--user-dir", USER_DIR, "--task", "translation", "--arch", "pyramidion_tiny",
@@ -40,16 +42,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _env():
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-    return env
-
-
 def train_single(data, save_dir, max_update, cwd):
     argv = [fairseq_cli("fairseq-train"), str(data), *TRAIN_FLAGS, "--update-freq", "2",
             "--max-update", str(max_update), "--save-dir", str(save_dir)]
-    proc = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(argv, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stdout + proc.stderr
 
@@ -66,7 +62,7 @@ def train_two_workers(data, save_dir, max_update, cwd):
                 "--distributed-backend", "gloo", "--device-id", "0"]
         log = open(cwd / f"rank{rank}.log", "w")
         logs.append(log)
-        procs.append(subprocess.Popen(argv, cwd=cwd, env=_env(), stdout=log, stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen(argv, cwd=cwd, env=ENV, stdout=log, stderr=subprocess.STDOUT))
     try:
         codes = [p.wait(timeout=TIMEOUT) for p in procs]
     finally:

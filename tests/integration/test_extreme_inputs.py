@@ -4,30 +4,17 @@ An empty line binarizes to a lone end-of-sentence token; a 100k-token document i
 --truncate-source and a --max-source-positions above its length. Every document is trained on and
 gets exactly one hypothesis."""
 import math
-import os
 import random
 import re
-import subprocess
 
 import pytest
 
 from tests.support.paths import USER_DIR
 from tests.support.corpus import binarize, fairseq_cli, write_split
+from tests.support.fairseq_runs import run
 
 LONG = 100_000
 MAX_POSITIONS = "131072"
-
-
-def _env():
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-    return env
-
-
-def _run(argv, cwd):
-    proc = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{argv[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +45,7 @@ def trained(corpus):
     root, data, sizes = corpus
     work = root / "work"
     work.mkdir()
-    log = _run([
+    log = run([
         fairseq_cli("fairseq-train"), str(data), "--user-dir", USER_DIR, "--task", "translation",
         "--arch", "pyramidion_tiny", "--source-lang", "src", "--target-lang", "tgt",
         "--share-all-embeddings", "--dataset-impl", "mmap", "--optimizer", "adam", "--lr", "1e-3",
@@ -93,7 +80,7 @@ def test_training_reads_every_document_and_stays_finite(corpus, trained):
 def test_generation_gives_one_hypothesis_per_document(corpus, trained):
     _, data, sizes = corpus
     work, _ = trained
-    out = _run([
+    out = run([
         fairseq_cli("fairseq-generate"), str(data), "--user-dir", USER_DIR, "--task", "translation",
         "--source-lang", "src", "--target-lang", "tgt", "--dataset-impl", "mmap",
         "--path", str(work / "ckpt" / "checkpoint_last.pt"), "--gen-subset", "test-A",

@@ -7,7 +7,6 @@ bf16_without_tpu patch, deep_pyramidion/fairseq_plugin/patches.py; see docs/dist
 model. The top-k operator and pooler alone: tests/unit/test_half_precision_topk.py.
 """
 import math
-import os
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import torch
 from deep_pyramidion.modules.poolers import POOLERS
 from tests.support.paths import USER_DIR
 from tests.support.corpus import copy_task
+from tests.support.fairseq_runs import subprocess_env
 from tests.support.models import build_model, decoder_batch, right_padded_batch
 
 HALF = [torch.bfloat16, torch.float16]
@@ -85,9 +85,7 @@ def test_fairseq_train_bf16_on_cpu_has_finite_losses(data, tmp_path):
             "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
             "--max-source-positions", "256", "--save-dir", str(tmp_path / "ckpt"),
             "--no-epoch-checkpoints"]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-    proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(argv, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert "MODEL_DTYPES ['torch.bfloat16']" in log

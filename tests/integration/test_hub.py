@@ -1,7 +1,6 @@
 """Python (deep_pyramidion.hub) and command-line (pyramidion-summarize) summarization of raw text,
 with the checkpoint the seed's training command wrote (tests/conftest.py: seed_run)."""
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import pytest
 from fairseq.hub_utils import GeneratorHubInterface
 
-from tests.support.fairseq_runs import LONG_DOC_TOKENS
+from tests.support.fairseq_runs import LONG_DOC_TOKENS, subprocess_env
 from deep_pyramidion.hub import PyramidionHubInterface, from_pretrained
 from deep_pyramidion.fairseq_plugin.model import PyramidionModel
 
@@ -110,10 +109,8 @@ def test_bad_inputs_are_named(hub, seed_run):
 
 def cli(args, stdin=None):
     assert CLI.exists(), f"{CLI} missing: pip install -e . --no-deps"
-    env = dict(os.environ)
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
     return subprocess.run([str(CLI), *map(str, args)], input=stdin, capture_output=True, text=True,
-                          env=env, timeout=300)
+                          env=subprocess_env(), timeout=300)
 
 
 def test_cli_keeps_the_line_count(seed_run, tmp_path):

@@ -2,7 +2,6 @@
 command, continues from checkpoint_last.pt exactly like a run that was never interrupted (same
 update count, same data order, same parameters). Broken checkpoints stop fairseq-generate and
 fairseq-train with one clear line."""
-import os
 import re
 import shutil
 import signal
@@ -15,8 +14,14 @@ import torch
 import deep_pyramidion.fairseq_plugin  # noqa: F401  (torch.load: fairseq's checkpoint classes allowlisted)
 from tests.support.paths import USER_DIR
 from tests.support.corpus import copy_task, fairseq_cli
+from tests.support.fairseq_runs import subprocess_env
 
 TIMEOUT = 600
+# one thread per fairseq process: concurrent runs and workers do not oversubscribe the cores
+ENV = subprocess_env(OMP_NUM_THREADS="1")
+# the runs expected to fail keep their traceback (the one_line_errors patch off), so that the
+# tests can see the exception's type and where it was raised
+TRACEBACK_ENV = dict(ENV, DEEP_PYRAMIDION_NO_PATCHES="one_line_errors")
 UPDATES_PER_EPOCH = 8  # 64 documents, batches of 4, --update-freq 2
 MAX_UPDATE = 10        # the uninterrupted run crosses into epoch 2
 
@@ -39,14 +44,8 @@ def train_argv(data, save_dir, *extra):
             "--max-update", str(MAX_UPDATE), "--save-dir", str(save_dir), *extra]
 
 
-def _env():
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-    return env
-
-
 def run(argv, cwd, expect_ok=True):
-    proc = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(argv, cwd=cwd, env=ENV if expect_ok else TRACEBACK_ENV, capture_output=True, text=True, timeout=TIMEOUT)
     if expect_ok:
         assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
@@ -79,7 +78,7 @@ def test_sigkill_mid_epoch_then_restart_matches_an_uninterrupted_run(data, unint
     save = tmp_path / "ckpt"
     argv = train_argv(data, save)
     log = open(tmp_path / "killed.log", "w")
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=ENV, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + TIMEOUT
         # the first mid-epoch checkpoint: fairseq writes checkpoint_1_2.pt, then copies it

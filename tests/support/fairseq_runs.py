@@ -39,11 +39,18 @@ def seed_command(section: str, data, ckpt=None, spm_model=None):
     return out
 
 
+def subprocess_env(**extra: str) -> dict:
+    """The environment for a fairseq subprocess: unbuffered output (logs interleave in order) and
+    torch's safe checkpoint loader on, whatever the calling shell set."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    return env
+
+
 def run(argv, cwd, timeout=900, stdin=None):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)  # the safe loader stays on
-    proc = subprocess.run(argv, cwd=cwd, env=env, input=stdin, capture_output=True, text=True,
-                          timeout=timeout)
+    """Run a command, fail with the tail of its output if it fails; returns stdout + stderr."""
+    proc = subprocess.run(argv, cwd=cwd, env=subprocess_env(), input=stdin, capture_output=True,
+                          text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"{argv[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                              f"{proc.stderr[-5000:]}")
