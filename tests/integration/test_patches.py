@@ -1,0 +1,191 @@
+"""The adapter's patches of fairseq (deep_pyramidion/fairseq_plugin/patches.py): applied when the
+adapter is imported, revertible to fairseq's very own function objects, applicable again,
+switchable off one by one from the environment, and logged once by fairseq-train.
+
+What each patch fixes is tested where the behaviour is used: test_keep_last_batch.py (kept last
+batch), test_half_precision.py (--bf16 without a TPU), test_checkpoint_safety.py and
+test_resume.py (safe loading, atomic copies), test_fairseq_cli_failures.py (one-line errors).
+"""
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from deep_pyramidion.fairseq_plugin import patches
+from tests.support.corpus import copy_task, fairseq_cli
+from tests.support.fairseq_runs import subprocess_env
+from tests.support.paths import USER_DIR
+
+NAMES = [p.name for p in patches.PATCHES]
+TARGETS = {p.name: p.target for p in patches.PATCHES}
+
+# A fresh interpreter: fairseq first (as fairseq-train has it), fairseq's own functions recorded
+# before anything of deep_pyramidion is imported, then the adapter, then revert / apply / revert.
+# Each target is resolved here independently of patches.py. Prints one JSON report.
+PROBE = r"""
+import importlib, json, sys
+import torch
+import fairseq  # noqa: F401
+
+TARGETS = json.loads(sys.argv[1])
+
+
+def raw(target):
+    module, _, path = target.partition(":")
+    owner = importlib.import_module(module)
+    *parents, name = path.split(".")
+    for parent in parents:
+        owner = getattr(owner, parent)
+    # a class attribute as stored (a staticmethod stays one), a module attribute as it is
+    return owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+
+
+def function(obj):
+    return obj.__func__ if isinstance(obj, staticmethod) else obj
+
+
+originals = {name: raw(target) for name, target in TARGETS.items()}
+safe_globals = list(torch.serialization.get_safe_globals())
+assert "deep_pyramidion" not in sys.modules
+
+import deep_pyramidion.fairseq_plugin  # noqa: E402
+from deep_pyramidion.fairseq_plugin import patches  # noqa: E402
+
+
+def state():
+    out = {}
+    for name, target in TARGETS.items():
+        now = raw(target)
+        out[name] = {
+            "is_original": now is originals[name],
+            "same_binding": isinstance(now, staticmethod) == isinstance(originals[name], staticmethod),
+            "mark": getattr(function(now), patches._MARK, None),
+            "has_wrapped": hasattr(function(now), "__wrapped__"),
+            "wraps_original": getattr(function(now), "__wrapped__", None) is function(originals[name]),
+            "applied": patches.BY_NAME[name].applied,
+        }
+    return out
+
+
+report = {"after_import": state()}
+patches.revert_all()
+report["after_revert"] = state()
+report["safe_globals_restored"] = list(torch.serialization.get_safe_globals()) == safe_globals
+report["applied_again"] = [p.name for p in patches.apply_all()]
+report["after_apply"] = state()
+patches.revert_all()
+report["after_second_revert"] = state()
+print("REPORT " + json.dumps(report))
+"""
+
+
+def probe(disabled=None):
+    env = subprocess_env()
+    env.pop(patches.DISABLE_ENV, None)
+    if disabled is not None:
+        env[patches.DISABLE_ENV] = disabled
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(TARGETS)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    return proc
+
+
+def report_of(proc):
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("REPORT "))
+    return json.loads(line[len("REPORT "):])
+
+
+def assert_wrapped(states, names):
+    for name in names:
+        s = states[name]
+        assert not s["is_original"] and s["applied"], (name, s)
+        assert s["mark"] == name, (name, s)     # the wrapper this patch made, not someone else's
+        assert s["same_binding"], (name, s)      # a staticmethod stays a staticmethod
+
+
+def assert_original(states, names):
+    for name in names:
+        s = states[name]
+        assert s["is_original"] and not s["applied"] and s["mark"] is None, (name, s)
+
+
+def test_there_are_patches_and_each_is_documented():
+    assert NAMES and len(set(NAMES)) == len(NAMES)
+    for patch in patches.PATCHES:
+        assert patch.upstream and patch.summary, patch.name
+        assert patch.name in patches.__doc__, f"{patch.name} missing from the module's table"
+
+
+def test_apply_revert_apply_puts_fairseqs_own_functions_back():
+    report = report_of(probe())
+    assert_wrapped(report["after_import"], NAMES)
+    # a wrapper made with functools.wraps points at fairseq's very function (a replacement such
+    # as ngram_blocking's has no __wrapped__)
+    for name, s in report["after_import"].items():
+        assert s["wraps_original"] or not s["has_wrapped"], (name, s)
+    assert_original(report["after_revert"], NAMES)
+    assert report["safe_globals_restored"]      # torch's allowlist is back as it was, too
+    assert report["applied_again"] == NAMES
+    assert_wrapped(report["after_apply"], NAMES)
+    assert_original(report["after_second_revert"], NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_environment_switches_off_exactly_one_patch(name):
+    report = report_of(probe(disabled=name))
+    others = [n for n in NAMES if n != name]
+    assert_original(report["after_import"], [name])
+    assert_wrapped(report["after_import"], others)
+    assert report["applied_again"] == others    # apply_all reads the environment each time
+    assert_original(report["after_second_revert"], NAMES)
+
+
+def test_all_switches_off_every_patch():
+    report = report_of(probe(disabled="all"))
+    assert_original(report["after_import"], NAMES)
+    assert report["applied_again"] == []
+
+
+def test_an_unknown_name_is_a_clear_error_at_import():
+    proc = probe(disabled=f"{NAMES[0]},no_such_patch")
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ValueError: ") and patches.DISABLE_ENV in last, last
+    assert "no_such_patch" in last and all(name in last for name in NAMES), last
+
+
+def test_an_unknown_name_changes_nothing_in_process(monkeypatch):
+    assert all(p.applied for p in patches.PATCHES)
+    before = {p.name: p.current() for p in patches.PATCHES}
+    monkeypatch.setenv(patches.DISABLE_ENV, "keep_last_batch, typo")
+    with pytest.raises(ValueError, match=rf"{patches.DISABLE_ENV}: unknown patch name\(s\) typo"):
+        patches.apply_all()
+    assert {p.name: p.current() for p in patches.PATCHES} == before
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return copy_task(tmp_path_factory.mktemp("patches_copy"), sizes=(16, 4, 4))
+
+
+def test_fairseq_train_logs_the_patches_once_at_info(data, tmp_path):
+    env = subprocess_env()
+    env.pop(patches.DISABLE_ENV, None)
+    argv = [fairseq_cli("fairseq-train"), str(data), "--user-dir", USER_DIR, "--task", "translation",
+            "--arch", "pyramidion_tiny", "--source-lang", "src", "--target-lang", "tgt",
+            "--share-all-embeddings", "--optimizer", "adam", "--lr", "1e-3", "--max-update", "1",
+            "--batch-size", "8", "--cpu", "--num-workers", "0", "--disable-validation", "--no-save",
+            "--log-format", "simple", "--max-source-positions", "256"]
+    proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    lines = [l for l in log.splitlines() if "deep_pyramidion patches fairseq:" in l]
+    assert len(lines) == 1, lines
+    # fairseq's log format: time | level | logger | message
+    assert re.search(r"\| INFO \| deep_pyramidion\.fairseq_plugin\.patches \| deep_pyramidion "
+                     r"patches fairseq: ", lines[0]), lines[0]
+    assert all(name in lines[0] for name in NAMES), lines[0]
+    assert patches.DISABLE_ENV in lines[0]    # says how to switch one off
+    assert "num_updates 1" in log
