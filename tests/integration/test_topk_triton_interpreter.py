@@ -1,10 +1,11 @@
-"""Tests of the Triton phase 2 of the successive-halving top-k (deep_pyramidion/topk/triton_impl.py).
+"""The Triton phase 2 of the successive-halving top-k (deep_pyramidion/topk/triton_impl.py) under
+Triton's interpreter, on the CPU.
 
 Shape legend: B batch, n input length, k output width, D features, M members per output.
 
-(a) CPU: Triton's interpreter runs the kernels on CPU tensors when TRITON_INTERPRET=1 is set before
-    triton is imported, so the check runs in a subprocess with that environment.
-(b) CUDA: real kernels on large shapes and half precision (skipped without a GPU).
+Triton's interpreter runs the kernels on CPU tensors when TRITON_INTERPRET=1 is set before triton
+is imported, so the check runs in a subprocess with that environment. The real kernels on CUDA
+(large shapes, half precision): tests/unit/test_topk_triton_cuda.py.
 """
 import importlib.util
 import os
@@ -13,11 +14,9 @@ import sys
 import textwrap
 
 import pytest
-import torch
 
-from deep_pyramidion.topk import successive_halving_topk
+from tests.support.paths import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (pip install triton)")
 
@@ -90,7 +89,7 @@ INTERPRETER_CHECK = textwrap.dedent(
 @needs_triton
 def test_triton_interpreter_matches_reference_on_cpu():
     env = dict(os.environ, TRITON_INTERPRET="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [REPO, env.get("PYTHONPATH", "")] if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH", "")] if p)
     env.pop("DEEP_PYRAMIDION_TOPK_IMPL", None)
     proc = subprocess.run(
         [sys.executable, "-c", INTERPRETER_CHECK], cwd=REPO, env=env, capture_output=True, text=True,
@@ -98,61 +97,3 @@ def test_triton_interpreter_matches_reference_on_cpu():
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
     assert proc.stdout.strip().endswith("ok")
-
-
-# ----------------------------------------------------------------------------- CUDA only
-gpu = pytest.mark.skipif(not (HAS_TRITON and torch.cuda.is_available()), reason="needs CUDA and triton")
-
-
-def _cuda_inputs(B, n, D, dtype, seed=0):
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    x = torch.randn(B, n, D, generator=g, device="cuda").to(dtype)
-    s = torch.sigmoid(torch.randn(B, n, generator=g, device="cuda")) + 1e-5
-    lengths = torch.randint(n // 4, n + 1, (B,), generator=g, device="cuda")
-    mask = torch.arange(n, device="cuda").view(1, n) >= lengths.view(B, 1)
-    return x, s, mask
-
-
-def _fwd_bwd(impl, x, s, k, mask, gy):
-    x = x.clone().requires_grad_()
-    s = s.clone().requires_grad_()
-    y, ys, ym = successive_halving_topk(x, s, k, mask, impl=impl)
-    assert y.dtype == x.dtype
-    y.backward(gy.to(y.dtype))
-    return y.detach().float(), ys.detach(), ym, x.grad.float(), s.grad
-
-
-@pytest.mark.gpu
-@gpu
-def test_triton_large_shape_matches_reference_fp32():
-    B, n, k, D = 16, 8192, 512, 512
-    x, s, mask = _cuda_inputs(B, n, D, torch.float32)
-    gy = torch.randn(B, k, D, device="cuda")
-    ref = _fwd_bwd("reference", x, s, k, mask, gy)
-    tri = _fwd_bwd("triton", x, s, k, mask, gy)
-    assert torch.equal(ref[2], tri[2])
-    for a, b in zip(ref[:2] + ref[3:], tri[:2] + tri[3:]):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.gpu
-@gpu
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_triton_half_precision_matches_fp32_reference(dtype):
-    B, n, k, D = 4, 2048, 256, 256
-    x, s, mask = _cuda_inputs(B, n, D, dtype, seed=1)
-    gy = torch.randn(B, k, D, device="cuda").to(dtype)
-    ref = _fwd_bwd("reference", x.float(), s, k, mask, gy.float())
-    tri = _fwd_bwd("triton", x, s, k, mask, gy)
-    assert torch.equal(ref[2], tri[2])
-    for a, b in zip(ref[:2] + ref[3:], tri[:2] + tri[3:]):
-        torch.testing.assert_close(b, a, rtol=2e-2, atol=2e-2)
-
-
-@pytest.mark.gpu
-@gpu
-def test_auto_picks_triton_on_cuda(monkeypatch):
-    import deep_pyramidion.topk as topk
-
-    monkeypatch.delenv(topk.ENV_VAR, raising=False)
-    assert topk._resolve_impl("auto", torch.device("cuda")) == "triton"

@@ -1,0 +1,69 @@
+"""The Triton phase 2 of the successive-halving top-k (deep_pyramidion/topk/triton_impl.py) on CUDA:
+real kernels on large shapes and in half precision against the reference implementation (skipped
+without a GPU and triton). Under Triton's CPU interpreter: tests/integration/test_topk_triton_interpreter.py.
+
+Shape legend: B batch, n input length, k output width, D features.
+"""
+import importlib.util
+
+import pytest
+import torch
+
+from deep_pyramidion.topk import successive_halving_topk
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+gpu = pytest.mark.skipif(not (HAS_TRITON and torch.cuda.is_available()), reason="needs CUDA and triton")
+
+
+def _cuda_inputs(B, n, D, dtype, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    x = torch.randn(B, n, D, generator=g, device="cuda").to(dtype)
+    s = torch.sigmoid(torch.randn(B, n, generator=g, device="cuda")) + 1e-5
+    lengths = torch.randint(n // 4, n + 1, (B,), generator=g, device="cuda")
+    mask = torch.arange(n, device="cuda").view(1, n) >= lengths.view(B, 1)
+    return x, s, mask
+
+
+def _fwd_bwd(impl, x, s, k, mask, gy):
+    x = x.clone().requires_grad_()
+    s = s.clone().requires_grad_()
+    y, ys, ym = successive_halving_topk(x, s, k, mask, impl=impl)
+    assert y.dtype == x.dtype
+    y.backward(gy.to(y.dtype))
+    return y.detach().float(), ys.detach(), ym, x.grad.float(), s.grad
+
+
+@pytest.mark.gpu
+@gpu
+def test_triton_large_shape_matches_reference_fp32():
+    B, n, k, D = 16, 8192, 512, 512
+    x, s, mask = _cuda_inputs(B, n, D, torch.float32)
+    gy = torch.randn(B, k, D, device="cuda")
+    ref = _fwd_bwd("reference", x, s, k, mask, gy)
+    tri = _fwd_bwd("triton", x, s, k, mask, gy)
+    assert torch.equal(ref[2], tri[2])
+    for a, b in zip(ref[:2] + ref[3:], tri[:2] + tri[3:]):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_triton_half_precision_matches_fp32_reference(dtype):
+    B, n, k, D = 4, 2048, 256, 256
+    x, s, mask = _cuda_inputs(B, n, D, dtype, seed=1)
+    gy = torch.randn(B, k, D, device="cuda").to(dtype)
+    ref = _fwd_bwd("reference", x.float(), s, k, mask, gy.float())
+    tri = _fwd_bwd("triton", x, s, k, mask, gy)
+    assert torch.equal(ref[2], tri[2])
+    for a, b in zip(ref[:2] + ref[3:], tri[:2] + tri[3:]):
+        torch.testing.assert_close(b, a, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.gpu
+@gpu
+def test_auto_picks_triton_on_cuda(monkeypatch):
+    import deep_pyramidion.topk as topk
+
+    monkeypatch.delenv(topk.ENV_VAR, raising=False)
+    assert topk._resolve_impl("auto", torch.device("cuda")) == "triton"
