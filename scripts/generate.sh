@@ -5,7 +5,8 @@
 #   scripts/generate.sh configs/generate/paper.args data-bin/arxiv runs/arxiv-deep/checkpoint_best.pt results/arxiv-deep
 #
 # Runs fairseq-generate DATA_BIN --user-dir <this repo>/deep_pyramidion <recipe flags> --path
-# CHECKPOINT --results-path RESULTS_DIR [--sentencepiece-model DATA_BIN/spm.model] <extra flags>
+# CHECKPOINT --results-path RESULTS_DIR [--sentencepiece-model DATA_BIN/spm.model, or with a
+# pretrained BART's data (DATA_BIN/encoder.json + vocab.bpe) --bpe gpt2 and those files] <extra flags>
 # (extra flags last, so they win; SPM_MODEL=path replaces DATA_BIN/spm.model). fairseq writes
 # RESULTS_DIR/generate-SUBSET.txt. Then the output must be complete: one whole run (not cut off,
 # not two runs appended, every H-/D-/P- line whole, fairseq's closing line there) holding every
@@ -37,6 +38,9 @@ spm=()
 spm_model="${SPM_MODEL:-$data/spm.model}"
 if [ -f "$spm_model" ]; then
   spm=(--sentencepiece-model "$spm_model")
+elif [ -f "$data/encoder.json" ] && [ -f "$data/vocab.bpe" ] && [ -z "${SPM_MODEL:-}" ]; then
+  # binarized with a pretrained BART's byte-level BPE (preprocess.py --pretrained)
+  spm=(--bpe gpt2 --gpt2-encoder-json "$data/encoder.json" --gpt2-vocab-bpe "$data/vocab.bpe")
 elif [ -n "${SPM_MODEL:-}" ]; then
   echo "error: SPM_MODEL $SPM_MODEL: no such file" >&2
   exit 2

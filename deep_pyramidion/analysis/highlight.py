@@ -28,7 +28,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -121,15 +121,17 @@ def pooling_weights(model, src_tokens: torch.Tensor) -> List[PoolingLayer]:
 def token_strings(hub, tokens: torch.Tensor) -> List[str]:
     """Display text of each token: sentencepiece's word marker becomes a leading space."""
     out = []
-    bpe = hub.bpe is not None
+    kind = type(hub.bpe).__name__.lower() if hub.bpe is not None else None
     for t in tokens.tolist():
         piece = hub.src_dict[t]
         if t == hub.src_dict.eos():
             piece = " </s>"
-        elif bpe:
-            piece = piece.replace("\u2581", " ")
-        else:
+        elif kind is None:
             piece = " " + piece
+        elif kind.startswith("sentencepiece"):
+            piece = piece.replace("\u2581", " ")
+        else:                                   # a byte-level BPE: the token's own text
+            piece = hub.bpe.decode(piece)
         out.append(piece)
     return out
 
@@ -226,8 +228,12 @@ def write_html(layers: List[PoolingLayer], texts: List[str], path: str, png_name
         out.write("\n".join(parts))
 
 
-def highlight(hub, text: str, out_dir: str, name: str = "document") -> dict:
-    """Write OUT/highlight.html, OUT/highlight.png, OUT/weights.json for one raw document."""
+def highlight(hub, text: str, out_dir: str, name: str = "document",
+              final_dir: Optional[str] = None) -> dict:
+    """Write OUT/highlight.html, OUT/highlight.png, OUT/weights.json for one raw document.
+
+    ``final_dir``: where the files will be once ``out_dir`` (a staging folder) is moved there;
+    the paths recorded in weights.json and returned are in it (default: ``out_dir``)."""
     if not text.strip():
         raise HighlightError(f"{name} is empty: nothing to highlight")
     model = hub.models[0]
@@ -258,8 +264,8 @@ def highlight(hub, text: str, out_dir: str, name: str = "document") -> dict:
             "owner": info.owner.tolist(), "weight": [round(float(v), 8) for v in info.weight],
         } for info in layers],
         "pieces": texts,
-        "html": page,
-        "png": png,
+        "html": os.path.join(final_dir or out_dir, os.path.basename(page)),
+        "png": os.path.join(final_dir or out_dir, os.path.basename(png)),
     }
     with open(os.path.join(out_dir, "weights.json"), "w", encoding="utf-8") as out:
         json.dump(result, out)

@@ -4,7 +4,9 @@ Steps of :func:`preprocess`:
 
 1. check the text splits (``{split}.src``/``{split}.tgt``: present, UTF-8, no empty document,
    same number of lines, and the same as ``{split}.ids`` when there is one);
-2. train a sentencepiece model on ``train.src`` + ``train.tgt`` (or reuse ``spm_model``); the
+2. train a sentencepiece model on ``train.src`` + ``train.tgt`` (or reuse ``spm_model``; or, with
+   ``pretrained``, take a converted pretrained BART's byte-level BPE and dictionary instead, see
+   :func:`encode_files_gpt2`); the
    sentence marker ``<q>`` is a user-defined symbol, so it is always one piece; on a corpus too small
    for the requested vocabulary the model comes out smaller (``hard_vocab_limit=False``) and a
    warning says so;
@@ -447,10 +449,81 @@ def binarized_length(prefix: str) -> int:
 # --------------------------------------------------------------------------- the whole step
 
 
+# --------------------------------------------------------------------------- a pretrained BART's BPE
+
+PRETRAINED_FILES = ("dict.txt", "encoder.json", "vocab.bpe")   # what pyramidion-convert writes
+_WORKER_BPE = None
+
+
+def _init_gpt2_worker(vocab: str, merges: str) -> None:
+    global _WORKER_BPE
+    from .gpt2_bpe import Gpt2Bpe
+
+    _WORKER_BPE = Gpt2Bpe(vocab, merges)
+
+
+def _encode_gpt2_batch(lines: List[str]) -> Tuple[List[str], Counter]:
+    counts: Counter = Counter()
+    out = []
+    for line in lines:
+        encoded = _WORKER_BPE.encode_line(line)
+        counts.update(encoded.split())
+        out.append(encoded)
+    return out, counts
+
+
+def check_pretrained_dir(folder: str) -> Dict[str, str]:
+    """The files of a converted pretrained model (pyramidion-convert's OUT_DIR) by name."""
+    paths = {name: os.path.join(folder, name) for name in PRETRAINED_FILES}
+    missing = [name for name, path in paths.items() if not os.path.isfile(path)]
+    if missing:
+        raise DataError(f"--pretrained {folder}: no {', '.join(missing)} there; give the folder "
+                        "pyramidion-convert wrote (it holds the model's dictionary and BPE files)")
+    return paths
+
+
+def encode_files_gpt2(vocab: str, merges: str, jobs: Sequence[Tuple[str, str]], workers: int = 1
+                      ) -> List[Counter]:
+    """:func:`encode_files` with a pretrained BART's byte-level BPE: each document becomes its
+    token ids written as decimal strings, the symbols of that model's fairseq dictionary."""
+    from .gpt2_bpe import BpeError
+
+    try:
+        _init_gpt2_worker(vocab, merges)
+    except BpeError as err:
+        raise DataError(str(err)) from None
+    results = []
+    pool = None
+    if workers > 1:
+        import multiprocessing
+
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        pool = multiprocessing.get_context(method).Pool(workers, _init_gpt2_worker, (vocab, merges))
+    try:
+        for in_path, out_path in jobs:
+            counts: Counter = Counter()
+            batches = _batches(in_path)
+            mapper = pool.imap(_encode_gpt2_batch, batches) if pool else map(_encode_gpt2_batch, batches)
+            with open(out_path, "w", encoding="utf-8", newline="\n") as out:
+                for lines, batch_counts in mapper:
+                    counts.update(batch_counts)
+                    for line in lines:
+                        out.write(line + "\n")
+            results.append(counts)
+            logger.info("encoded %s -> %s (byte-level BPE)", in_path, out_path)
+    except BpeError as err:
+        raise DataError(str(err)) from None
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return results
+
+
 @dataclass
 class PreprocessResult:
     out_dir: str
-    spm_model: str
+    spm_model: Optional[str]
     dictionary: str
     dict_size: int
     counts: Dict[str, int]
@@ -461,7 +534,8 @@ _OUTPUT_PATTERNS = (re.compile(r"^.+\.src-tgt\.(src|tgt)\.(bin|idx)$"), re.compi
 #: everything a preprocess run writes into OUT (and what a half-finished older run left there)
 PREPROCESSED_OWNED = owned_by(
     names=("preprocess.json", "preprocess.log", ".pieces", ".fairseq-preprocess"),
-    patterns=(r".+\.src-tgt\.(src|tgt)\.(bin|idx)", r"dict\..+\.txt", r"spm\.(model|vocab)", r".+\.ids"),
+    patterns=(r".+\.src-tgt\.(src|tgt)\.(bin|idx)", r"dict\..+\.txt", r"spm\.(model|vocab)", r".+\.ids",
+              r"encoder\.json", r"vocab\.bpe"),
 )
 
 
@@ -484,31 +558,113 @@ def preprocess(
     keep_pieces: bool = False,
     overwrite: bool = False,
     seed: Optional[int] = None,
+    pretrained: Optional[str] = None,
 ) -> PreprocessResult:
     """The whole step (see the module docstring). Raises :class:`DataError` on bad input.
+
+    ``pretrained``: a folder written by pyramidion-convert; its byte-level BPE (encoder.json +
+    vocab.bpe) encodes the text and its dict.txt is the dictionary, so the ids are the pretrained
+    model's; both BPE files are copied into ``out_dir`` for fairseq-generate --bpe gpt2 and the hub.
 
     Checked before any work: ``data_dir`` and ``out_dir`` are not the same folder and neither
     would be destroyed by replacing the other; ``out_dir`` holds nothing but a previous run's
     output (which needs ``overwrite``); the text splits are consistent.
     """
-    if "train" not in splits and spm_model is None:
+    if pretrained is not None and spm_model is not None:
+        raise DataError("--pretrained and --spm-model exclude each other: the pretrained model brings "
+                        "its own tokenizer")
+    if "train" not in splits and spm_model is None and pretrained is None:
         raise DataError("without a train split a sentencepiece model must be given (--spm-model)")
     if os.path.realpath(data_dir) == os.path.realpath(out_dir):
         raise DataError(f"--data {data_dir} and --out {out_dir} are the same folder; choose another --out")
-    check_not_overlapping("--out", out_dir, [("--data", data_dir)])
+    check_not_overlapping("--out", out_dir, [("--data", data_dir), ("--pretrained", pretrained)])
     existing = _existing_outputs(out_dir)
     if existing and not overwrite:
         raise DataError(f"{out_dir} already holds preprocessed data ({', '.join(existing[:4])}, ...); pass --overwrite")
     counts = check_text_splits(data_dir, splits)
     if spm_model is not None:
         spm_pieces(spm_model)  # fails clearly when it is not a model
+    files = check_pretrained_dir(pretrained) if pretrained is not None else None
     with StagedDir(out_dir, PREPROCESSED_OWNED, "--out") as stage:
-        result = _preprocess_into(stage, out_dir, data_dir, counts, vocab_size, spm_model, workers, splits,
-                                  model_type, character_coverage, input_sentence_size, keep_pieces, seed)  # fmt: skip
+        if files is not None:
+            result = _preprocess_pretrained_into(stage, out_dir, data_dir, counts, files, pretrained,
+                                                 workers, splits, keep_pieces)
+        else:
+            result = _preprocess_into(stage, out_dir, data_dir, counts, vocab_size, spm_model, workers, splits,
+                                      model_type, character_coverage, input_sentence_size, keep_pieces, seed)  # fmt: skip
     result.out_dir = out_dir
-    result.spm_model = os.path.join(out_dir, "spm.model")
+    result.spm_model = os.path.join(out_dir, "spm.model") if files is None else None
     result.dictionary = os.path.join(out_dir, "dict.src.txt")
     return result
+
+
+def _preprocess_pretrained_into(out_dir, final_dir, data_dir, counts, files, pretrained, workers, splits,
+                                keep_pieces) -> PreprocessResult:
+    """Steps 3-6 with a pretrained model's BPE and dictionary into the staged ``out_dir``."""
+    pieces_dir = os.path.join(out_dir, ".pieces")
+    os.makedirs(pieces_dir, exist_ok=True)
+    jobs = [(os.path.join(data_dir, f"{split}.{lang}"), os.path.join(pieces_dir, f"{split}.{lang}"))
+            for split in splits for lang in ("src", "tgt")]
+    piece_counts = encode_files_gpt2(files["encoder.json"], files["vocab.bpe"], jobs, workers)
+    symbols = read_dictionary_symbols(files["dict.txt"])
+    known = set(symbols)
+    total = sum(sum(c.values()) for c in piece_counts)
+    unknown = sum(n for c in piece_counts for tok, n in c.items() if tok not in known)
+    if unknown:
+        logger.warning("%d of %d BPE tokens (%.2f%%) have no entry in %s and become <unk>", unknown, total,
+                       100.0 * unknown / max(1, total), files["dict.txt"])
+    run_fairseq_preprocess(pieces_dir, out_dir, files["dict.txt"], splits, workers)
+    if not keep_pieces:
+        shutil.rmtree(pieces_dir, ignore_errors=True)
+    _check_binarized(out_dir, final_dir, data_dir, counts, splits)
+    dictionary = os.path.join(out_dir, "dict.src.txt")
+    if read_dictionary_symbols(dictionary) != symbols:   # fairseq keeps a --srcdict as it is
+        raise DataError(f"fairseq-preprocess wrote {final_dir}/dict.src.txt with other entries than "
+                        f"{files['dict.txt']}: the token ids would not be the pretrained model's")
+    for name in ("encoder.json", "vocab.bpe"):
+        shutil.copyfile(files[name], os.path.join(out_dir, name))
+    dict_size = len(symbols) + len(FAIRSEQ_SPECIALS)
+    _write_manifest(out_dir, {"data": os.path.abspath(data_dir), "bpe": "gpt2",
+                              "pretrained": os.path.abspath(pretrained), "dictionary_size": dict_size,
+                              "documents": counts, "unknown_tokens": unknown, "marker": MARKER})
+    return PreprocessResult(out_dir, None, dictionary, dict_size, counts)
+
+
+def read_dictionary_symbols(path: str) -> List[str]:
+    """Every entry of a fairseq dictionary file in index order (madeupwords and <mask> included)."""
+    symbols = []
+    for lineno, line in iter_lines(path):
+        line = line.rstrip()
+        if not line:
+            continue
+        parts = line.rsplit(" ", 1)
+        if len(parts) == 2 and parts[1] == "#fairseq:overwrite":
+            parts = parts[0].rsplit(" ", 1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise DataError(f"{path}:{lineno}: not a fairseq dictionary line ('<word> <count>'): {line[:60]!r}")
+        symbols.append(parts[0])
+    return symbols
+
+
+def _check_binarized(out_dir, final_dir, data_dir, counts, splits) -> None:
+    """Every binarized split holds as many documents as its text; the .ids files come along."""
+    for split in splits:
+        for lang in ("src", "tgt"):
+            n = binarized_length(os.path.join(out_dir, f"{split}.src-tgt.{lang}"))
+            if n != counts[split]:
+                raise DataError(
+                    f"{final_dir}/{split}.src-tgt.{lang}.bin holds {n} documents but "
+                    f"{data_dir}/{split}.{lang} has {counts[split]}"
+                )
+        ids = os.path.join(data_dir, f"{split}.ids")
+        if os.path.isfile(ids):
+            shutil.copyfile(ids, os.path.join(out_dir, f"{split}.ids"))
+
+
+def _write_manifest(out_dir: str, manifest: dict) -> None:
+    with open(os.path.join(out_dir, "preprocess.json"), "w", encoding="utf-8") as out:
+        json.dump(manifest, out, indent=1)
+        out.write("\n")
 
 
 def _preprocess_into(out_dir, final_dir, data_dir, counts, vocab_size, spm_model, workers, splits, model_type,
@@ -545,32 +701,16 @@ def _preprocess_into(out_dir, final_dir, data_dir, counts, vocab_size, spm_model
     if not keep_pieces:
         shutil.rmtree(pieces_dir, ignore_errors=True)
 
-    for split in splits:
-        for lang in ("src", "tgt"):
-            n = binarized_length(os.path.join(out_dir, f"{split}.src-tgt.{lang}"))
-            if n != counts[split]:
-                raise DataError(
-                    f"{final_dir}/{split}.src-tgt.{lang}.bin holds {n} documents but "
-                    f"{data_dir}/{split}.{lang} has {counts[split]}"
-                )
-        ids = os.path.join(data_dir, f"{split}.ids")
-        if os.path.isfile(ids):
-            shutil.copyfile(ids, os.path.join(out_dir, f"{split}.ids"))
+    _check_binarized(out_dir, final_dir, data_dir, counts, splits)
     dictionary = os.path.join(out_dir, "dict.src.txt")
     check_spm_dictionary(model_path, dictionary)
-    with open(os.path.join(out_dir, "preprocess.json"), "w", encoding="utf-8") as out:
-        json.dump(
-            {
-                "data": os.path.abspath(data_dir),
-                "spm_model": os.path.abspath(spm_model) if spm_model else "trained on train.src + train.tgt",
-                "vocab_size_requested": None if spm_model else vocab_size,
-                "dictionary_size": dict_size,
-                "documents": counts,
-                "marker": MARKER,
-            },
-            out,
-            indent=1,
-        )
-        out.write("\n")
+    _write_manifest(out_dir, {
+        "data": os.path.abspath(data_dir),
+        "spm_model": os.path.abspath(spm_model) if spm_model else "trained on train.src + train.tgt",
+        "vocab_size_requested": None if spm_model else vocab_size,
+        "dictionary_size": dict_size,
+        "documents": counts,
+        "marker": MARKER,
+    })
     return PreprocessResult(out_dir, model_path, dictionary, dict_size, counts)
 

@@ -135,11 +135,15 @@ PREPROCESS_DOC = """Sentencepiece + fairseq-preprocess: text splits -> binarized
     python scripts/preprocess.py --data data/aclsum --out data-bin/aclsum --vocab-size 32000
     python scripts/preprocess.py --data data/arxiv --out data-bin/arxiv --spm-model spm.model --workers 8
     python scripts/preprocess.py --check data-bin/aclsum [--spm-model other.model]
+    python scripts/preprocess.py --data data/arxiv --out data-bin/arxiv-bart --pretrained bart-8k/
 
 DATA holds {split}.src / {split}.tgt (one document per line, as the prepare_* scripts write them).
 OUT gets {split}.src-tgt.{src,tgt}.{bin,idx}, dict.src.txt = dict.tgt.txt, spm.model (pass it as
---sentencepiece-model), {split}.ids and preprocess.json. --check only verifies that a sentencepiece
-model matches a folder's dictionary.
+--sentencepiece-model), {split}.ids and preprocess.json. With --pretrained DIR (pyramidion-convert's
+OUT_DIR) the text is encoded with that model's byte-level BPE and binarized with its dict.txt, so the
+token ids are the pretrained model's; OUT then holds encoder.json + vocab.bpe instead of spm.model
+(fairseq-generate --bpe gpt2 --gpt2-encoder-json OUT/encoder.json --gpt2-vocab-bpe OUT/vocab.bpe).
+--check only verifies that a sentencepiece model matches a folder's dictionary.
 """
 
 
@@ -161,6 +165,10 @@ def _preprocess_main(argv) -> int:
                         help="sentencepiece vocabulary size (default 32000, as in the paper); a corpus too "
                              "small for it gets a smaller model and a warning")
     parser.add_argument("--spm-model", help="reuse this sentencepiece model instead of training one")
+    parser.add_argument("--pretrained", metavar="DIR",
+                        help="binarize with a pretrained model's byte-level BPE and dictionary instead "
+                             "of sentencepiece: the folder pyramidion-convert wrote (dict.txt, "
+                             "encoder.json, vocab.bpe); they are copied into OUT")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes for encoding and fairseq-preprocess (at most the CPUs are used)")
     parser.add_argument("--splits", default=",".join(SPLITS),
@@ -195,6 +203,8 @@ def _preprocess_main(argv) -> int:
         parser.error(f"--splits: {bad[0]!r} is not a split name (letters, digits, '.', '_', '-')")
     if args.workers < 1:
         parser.error("--workers must be >= 1")
+    if args.pretrained and args.spm_model:
+        parser.error("--pretrained and --spm-model exclude each other")
     if args.spm_model is None and not 8 <= args.vocab_size <= MAX_VOCAB:
         parser.error(f"--vocab-size must be between 8 and {MAX_VOCAB}")
     if not 0.0 < args.character_coverage <= 1.0:
@@ -221,8 +231,11 @@ def _preprocess_main(argv) -> int:
         keep_pieces=args.keep_pieces,
         overwrite=args.overwrite,
         seed=args.seed,
+        pretrained=args.pretrained,
     )
     counts = ", ".join(f"{split} {n}" for split, n in result.counts.items())
+    tokenizer = f"sentencepiece model {result.spm_model}" if result.spm_model else \
+        f"byte-level BPE {os.path.join(result.out_dir, 'encoder.json')} + vocab.bpe"
     print(f"wrote {result.out_dir}: {counts} documents; dictionary {result.dict_size} entries "
-          f"({result.dictionary}); sentencepiece model {result.spm_model}")
+          f"({result.dictionary}); {tokenizer}")
     return EXIT_OK

@@ -18,7 +18,7 @@ import sys
 import textwrap
 from typing import Callable, List, Optional
 
-from .io import DataError
+from deep_pyramidion.errors import PyramidionError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
@@ -65,7 +65,8 @@ def _silence_stdout() -> None:
 def run_cli(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None,
             mismatch: tuple = ()) -> int:
     """Run ``main(argv)`` and turn the expected failures into an exit code and one line:
-    :class:`DataError` -> 1 (an exception in ``mismatch`` -> 3), an OS error (disk full, permission) -> 1,
+    any deep_pyramidion.errors.PyramidionError (DataError, CheckpointError, ConfigError, ...) -> 1
+    (an exception in ``mismatch`` -> 3), an OS error (disk full, permission) -> 1,
     Ctrl-C -> 130, a closed stdout -> 141 (quietly). Anything else is a bug and keeps its traceback."""
     try:
         return main(argv)
@@ -74,7 +75,7 @@ def run_cli(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]
         return EXIT_PIPE
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
-    except DataError as err:
+    except PyramidionError as err:
         return fail(err, EXIT_MISMATCH if mismatch and isinstance(err, mismatch) else EXIT_BAD_INPUT)
     except OSError as err:  # the machine's, not the input's: disk full, permissions, a vanished file
         where = f"{err.filename}: " if err.filename else ""

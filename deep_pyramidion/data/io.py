@@ -21,6 +21,8 @@ import os
 import sys
 from typing import BinaryIO, Iterator, List, Optional, Tuple, Union
 
+from deep_pyramidion.errors import PyramidionError
+
 logger = logging.getLogger(__name__)
 
 Source = Union[str, "os.PathLike[str]", BinaryIO]
@@ -28,7 +30,7 @@ Source = Union[str, "os.PathLike[str]", BinaryIO]
 _BOM = b"\xef\xbb\xbf"
 
 
-class DataError(Exception):
+class DataError(PyramidionError):
     """Bad input data. The message names the file and, where there is one, the 1-based line."""
 
 

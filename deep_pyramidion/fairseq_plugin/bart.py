@@ -20,9 +20,11 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List
 
 import torch
+
+from deep_pyramidion.errors import PyramidionError
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ LAYER_PARTS = {
 }
 
 
-class ConversionError(Exception):
+class ConversionError(PyramidionError):
     """The source cannot become a pyramidion; the message names the file and what is wrong."""
 
 
@@ -408,10 +410,5 @@ def summary(bart: PretrainedBart) -> str:
             f"{bart.weights['embed_tokens'].size(0)} tokens")
 
 
-def optional(value: Optional[str]) -> Optional[str]:
-    return value if value else None
-
-
 __all__ = ["ConversionError", "PretrainedBart", "detect", "extend_positions", "mapped_weights",
            "read_bart", "reconcile_dictionary", "write_dictionary"]
-_ = Tuple

@@ -22,12 +22,12 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from argparse import Namespace
 from typing import List, Optional
 
 import torch
 
+from deep_pyramidion.data.output import StagedDir
 from deep_pyramidion.fairseq_plugin.bart import (
     ConversionError, PretrainedBart, mapped_weights, read_bart, reconcile_dictionary, summary,
     write_dictionary,
@@ -67,10 +67,8 @@ def convert(src_dir: str, out_dir: str, max_source_positions: int, arch: Optiona
     symbols = reconcile_dictionary(bart)
     logger.info("%s (%s)", summary(bart), src_dir)
 
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
-    try:
+    # built beside OUT_DIR, swapped in when complete (a failure leaves OUT_DIR as it was)
+    with StagedDir(out_dir, lambda name: True, "OUT_DIR") as staging:
         for name in ("dict.txt", "dict.src.txt", "dict.tgt.txt"):
             write_dictionary(symbols, os.path.join(staging, name))
         for name, path in bart.bpe_files.items():
@@ -86,14 +84,11 @@ def convert(src_dir: str, out_dir: str, max_source_positions: int, arch: Optiona
             "added": added, "notes": bart.notes,
             "bpe_files": sorted(bart.bpe_files),
         }
+        args.data = out_dir   # where the dictionaries will be, not the staging folder
         save_checkpoint(args, model, os.path.join(staging, "model.pt"))
         with open(os.path.join(staging, "convert.json"), "w", encoding="utf-8") as out:
             json.dump(report, out, indent=1)
             out.write("\n")
-        _swap_into_place(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     for note in bart.notes:
         logger.info("%s", note)
     return report
@@ -110,24 +105,6 @@ def _check_places(src_dir: str, out_dir: str, force: bool) -> None:
             raise ConversionError(f"OUT_DIR {out_dir} exists and is not a folder")
         if os.listdir(out_dir) and not force:
             raise ConversionError(f"OUT_DIR {out_dir} is not empty; pass --force to replace it")
-
-
-def _swap_into_place(staging: str, out_dir: str) -> None:
-    """Rename the finished folder onto OUT_DIR; the old OUT_DIR is removed only afterwards."""
-    old = None
-    if os.path.exists(out_dir):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old.",
-                               dir=os.path.dirname(out_dir))
-        os.rmdir(old)
-        os.replace(out_dir, old)
-    try:
-        os.replace(staging, out_dir)
-    except OSError:
-        if old is not None:
-            os.replace(old, out_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def default_schedule(bart: PretrainedBart) -> str:

@@ -17,26 +17,18 @@ import deep_pyramidion.fairseq_plugin  # noqa: F401  (registers the model)
 from deep_pyramidion.data.gpt2_bpe import Gpt2Bpe
 from deep_pyramidion.fairseq_plugin.bart import ConversionError, extend_positions
 from deep_pyramidion.fairseq_plugin.convert import convert
-from tests.support.bart import SIZES, corpus, make_fairseq_bart, make_hf_bart
+from tests.support.bart import LONG, SIZES, corpus
 from tests.support.paths import console_script
 
-LONG = 4 * SIZES["positions"]
+
+@pytest.fixture
+def sources(bart_sources):
+    return bart_sources
 
 
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bart")
-    return {"fairseq": make_fairseq_bart(root), "huggingface": make_hf_bart(root), "root": root}
-
-
-@pytest.fixture(scope="module")
-def converted(sources):
-    out = {}
-    for kind in ("fairseq", "huggingface"):
-        target = sources["root"] / f"converted-{kind}"
-        convert(str(sources[kind]), str(target), LONG)
-        out[kind] = target
-    return out
+@pytest.fixture
+def converted(bart_converted):
+    return bart_converted
 
 
 def load(folder, name="model.pt"):
@@ -215,4 +207,4 @@ def test_command_line_refuses_overwrite_without_force(sources, converted, tmp_pa
     proc = subprocess.run([sys.executable, "-c", "import sys; from deep_pyramidion.fairseq_plugin"
                            ".cli import convert_main; sys.exit(convert_main())", "--help"],
                           capture_output=True, text=True)
-    assert proc.returncode == 0 and "Exit status" in proc.stdout
+    assert proc.returncode == 0 and "exit status: 0 ok; 1 bad input" in proc.stdout

@@ -15,6 +15,7 @@ from deep_pyramidion.data.gpt2_bpe import Gpt2Bpe, _WORD_PATTERN, byte_alphabet
 from tests.support.paths import console_script
 
 SIZES = dict(dim=32, ffn=64, layers=2, heads=2, positions=64)
+LONG = 4 * SIZES["positions"]    # what the tests convert the encoder to read: 4x the pretrained length
 WORDS = ("the model reads long documents and keeps what matters for the summary while the rest "
          "of the tokens is pooled away; results show that pooling keeps quality at lower cost. "
          "We train on papers, abstracts, sections, tables and figures with numbers 12 34 2026.")

@@ -1,0 +1,126 @@
+"""A converted BART end to end, as the README's recipe runs it: text splits binarized with the
+pretrained model's own byte-level BPE and dictionary (preprocess.py --pretrained), fine-tuned with
+fairseq-train --finetune-from-model on documents 4x longer than the pretrained length (the loss goes
+down), then fairseq-generate through scripts/generate.sh, score.py, summarize() and
+pyramidion-summarize, all decoding the BPE back to text."""
+import json
+import re
+import subprocess
+
+import pytest
+
+from deep_pyramidion.data.cli import preprocess_main
+from deep_pyramidion.eval.cli import score_main
+from tests.support.bart import LONG, SIZES, corpus
+from tests.support.paths import REPO, USER_DIR, console_script
+
+
+def write_splits(folder, seed=3):
+    """Documents longer than the pretrained length (up to 4x), the summary is their first words."""
+    folder.mkdir()
+    sizes = {"train": 40, "dev-0": 6, "test-A": 5}
+    for split, n in sizes.items():
+        docs = corpus(n, seed=seed + len(split), min_words=40, max_words=140)
+        summaries = [" ".join(d.split()[:8]) + " <q> " + " ".join(d.split()[8:14]) for d in docs]
+        (folder / f"{split}.src").write_text("".join(d + "\n" for d in docs))
+        (folder / f"{split}.tgt").write_text("".join(t + "\n" for t in summaries))
+        (folder / f"{split}.ids").write_text("".join(f"{split}-{i}\n" for i in range(n)))
+    return sizes
+
+
+def run(argv, cwd):
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{argv[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def finetuned(bart_converted, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bart-finetune")
+    converted = bart_converted["huggingface"]
+    sizes = write_splits(root / "text")
+    data = root / "bin"
+    assert preprocess_main(["--data", str(root / "text"), "--out", str(data),
+                            "--pretrained", str(converted)]) == 0
+    save = root / "ckpt"
+    log = run([console_script("fairseq-train"), str(data), "--user-dir", USER_DIR, "--task",
+               "translation", "--arch", "pyramidion_bart_base", "--finetune-from-model",
+               str(converted / "model.pt"), "--source-lang", "src", "--target-lang", "tgt",
+               # the converted model's sizes and schedule (convert.json): fine-tuning builds the
+               # model from these flags and loads the converted weights into it strictly
+               *model_flags(converted),
+               "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+               "--optimizer", "adam", "--lr", "3e-3", "--max-tokens", "2048",
+               "--max-update", "30", "--log-format", "simple", "--log-interval", "1",
+               "--save-dir", str(save), "--no-epoch-checkpoints", "--cpu", "--num-workers", "0",
+               "--ddp-backend", "legacy_ddp", "--seed", "1", "--valid-subset", "dev-0"], root)
+    return {"root": root, "data": data, "save": save, "log": log, "sizes": sizes,
+            "text": root / "text", "converted": converted}
+
+
+def model_flags(converted):
+    report = json.loads((converted / "convert.json").read_text())
+    s = report["sizes"]
+    return ["--encoder-embed-dim", str(s["encoder_embed_dim"]),
+            "--encoder-ffn-embed-dim", str(s["encoder_ffn_embed_dim"]),
+            "--encoder-layers", str(s["encoder_layers"]), "--decoder-layers", str(s["decoder_layers"]),
+            "--encoder-attention-heads", str(s["encoder_attention_heads"]),
+            "--decoder-attention-heads", str(s["decoder_attention_heads"]),
+            "--max-source-positions", str(report["max_source_positions"]),
+            "--max-target-positions", str(s["max_target_positions"]), "--truncate-source",
+            "--chunk-size", str(min(report["pretrained_positions"], 1024)),
+            "--enc-layers-and-token-width", report["enc_layers_and_token_width"]]
+
+
+def test_binarized_with_the_pretrained_models_own_ids(finetuned):
+    data, converted = finetuned["data"], finetuned["converted"]
+    assert (data / "dict.src.txt").read_text().split("\n")[:-1] == \
+        (converted / "dict.txt").read_text().split("\n")[:-1]
+    assert (data / "encoder.json").read_bytes() == (converted / "encoder.json").read_bytes()
+    assert not (data / "spm.model").exists()
+    manifest = json.loads((data / "preprocess.json").read_text())
+    assert manifest["bpe"] == "gpt2" and manifest["documents"] == finetuned["sizes"]
+
+
+def test_finetuning_on_long_inputs_lowers_the_loss(finetuned):
+    by_update = {int(m.group(2)): float(m.group(1)) for m in re.finditer(
+        r"train_inner .*? loss=([\d.]+),.*?num_updates=(\d+)", finetuned["log"])}
+    losses = [by_update[u] for u in sorted(by_update)]
+    assert sorted(by_update) == list(range(1, 31))
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5, losses
+    assert "Loaded checkpoint" not in finetuned["log"] or "model.pt" in finetuned["log"]
+    # documents longer than the pretrained 64 positions were read, none skipped
+    assert not re.search(r"skipped \d+ invalid size", finetuned["log"])
+
+
+def test_generate_score_and_summarize_decode_the_bpe(finetuned):
+    root, data = finetuned["root"], finetuned["data"]
+    ckpt = finetuned["save"] / "checkpoint_last.pt"
+    results = root / "results"
+    out = run(["bash", str(REPO / "scripts" / "generate.sh"),
+               str(REPO / "configs" / "generate" / "bart.args"), str(data), str(ckpt), str(results),
+               "--max-len-b", "20", "--min-len", "3", "--beam", "2", "--max-source-positions",
+               str(LONG)], root)
+    assert "5 documents, 1 hypotheses each" in out and "(the 5 documents of test-A)" in out
+    generated = (results / "generate-test-A.txt").read_text()
+    hypotheses = re.findall(r"^D-\d+\t[-\d.]+\t(.*)$", generated, re.M)
+    assert len(hypotheses) == 5 and any(h.strip() for h in hypotheses)
+    assert not any(re.fullmatch(r"[\d ]+", h) for h in hypotheses if h.strip())   # text, not ids
+    assert score_main(["--generate-output", str(results / "generate-test-A.txt"), "--ref",
+                       str(finetuned["text"] / "test-A.tgt"), "--bootstrap", "0"]) == 0
+
+    from deep_pyramidion.hub import from_pretrained
+
+    hub = from_pretrained(str(finetuned["save"]), checkpoint_file="checkpoint_last.pt",
+                          data_name_or_path=str(data), cpu=True)
+    assert type(hub.bpe).__name__ == "GPT2BPE"
+    docs = (finetuned["text"] / "test-A.src").read_text().splitlines()
+    summaries = hub.summarize(docs[:2], beam=2, max_len_b=20, min_len=3)
+    assert len(summaries) == 2 and all(isinstance(s, str) for s in summaries)
+    proc = subprocess.run([console_script("pyramidion-summarize"), "--checkpoint", str(ckpt),
+                           "--data", str(data), "--beam", "2", "--max-len-b", "20",
+                           str(finetuned["text"] / "test-A.src")], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(proc.stdout.splitlines()) == 5
+    assert SIZES["positions"] * 2 < LONG
