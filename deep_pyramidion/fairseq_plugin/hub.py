@@ -77,11 +77,17 @@ class PyramidionHubInterface(GeneratorHubInterface):
             texts = [texts]
         texts = list(texts)
         for i, text in enumerate(texts):
+            label = names[i] if names is not None and i < len(names) else f"texts[{i}]"
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}]: expected str, got {type(text).__name__}")
             if not text.strip():
-                label = names[i] if names is not None and i < len(names) else f"texts[{i}]"
                 raise ValueError(f"{label} is empty: there is nothing to summarize")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:   # a lone surrogate: no tokenizer can read it
+                raise ValueError(f"{label}: not valid Unicode text (a lone surrogate "
+                                 f"{text[err.start]!r} at character {err.start}); decode the "
+                                 "input with errors='replace' or fix it") from None
         if not isinstance(beam, int) or beam < 1:
             raise ValueError(f"beam must be a positive integer, got {beam!r}")
         known = set(self.cfg.generation.keys())
@@ -150,6 +156,11 @@ def from_pretrained(checkpoint_dir: str, checkpoint_file: str = "checkpoint_best
         raise ValueError(f"bpe must be one of {', '.join(map(repr, BPE_CHOICES))}, got {bpe!r}")
     overrides.update(_bpe_overrides(bpe, (data_dir, checkpoint_dir), sentencepiece_model,
                                     gpt2_encoder_json, gpt2_vocab_bpe))
+    if all(os.path.isfile(os.path.join(data_dir, f"dict.{lang}.txt")) for lang in ("src", "tgt")):
+        # the project's language names; fairseq cannot infer them from a folder that holds only
+        # the dictionaries (a checkpoint trained without --source-lang / --target-lang)
+        overrides.setdefault("source_lang", "src")
+        overrides.setdefault("target_lang", "tgt")
     # the checkpoint may name the --user-dir it was trained with (any path): use this package
     overrides["user_dir"] = USER_DIR
     loaded = hub_utils.from_pretrained(checkpoint_dir, checkpoint_file=checkpoint_file,
