@@ -1,25 +1,22 @@
 """scripts/demo.sh (`make demo`) end to end on tiny settings: the seed fixture's corpus instead of
 ACLSum (DEMO_RAW / DEMO_BIN), a d=32 model, 2 updates, greedy search, 20 bootstrap resamples."""
 import json
-import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.support.fairseq_runs import SPLIT_SIZES
+from tests.support.fairseq_runs import SPLIT_SIZES, subprocess_env
+from tests.support.paths import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN = ("--encoder-embed-dim 32 --encoder-ffn-embed-dim 64 --encoder-attention-heads 2 "
               "--decoder-embed-dim 32 --decoder-ffn-embed-dim 64 --decoder-attention-heads 2")
 
 
 def demo(env_extra, timeout=600):
-    env = dict(os.environ, **env_extra)
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-    return subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=ROOT,
+                          env=subprocess_env(**env_extra), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def test_bad_settings_are_named(tmp_path):

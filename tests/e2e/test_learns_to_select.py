@@ -22,10 +22,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.support.paths import USER_DIR
-from deep_pyramidion.modules.pooling import SCORE_EPS
+from deep_pyramidion.modules.poolers.topk import SCORE_EPS
 from deep_pyramidion.topk import successive_halving_topk
-from fairseq import options, tasks
+from tests.support.models import build_model
 
 N, SLOTS, VALUES, FILLERS, WIDTH = 1024, 16, 8, 4, 64
 # the trainable model keeps every marked token after ~450 updates (seed 1); the margin is for
@@ -39,23 +38,19 @@ def write_dictionary(path):
     path.write_text("".join(f"{w} 1\n" for w in words))
 
 
-def build_model(tmp_path):
+def build_marker_model(tmp_path):
+    """pyramidion_tiny pooling N+1 -> WIDTH after layer 0; parameters initialised from seed 0."""
     data = tmp_path / "dicts"
     data.mkdir(exist_ok=True)
     for lang in ("src", "tgt"):
         write_dictionary(data / f"dict.{lang}.txt")
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [
-        str(data), "--user-dir", USER_DIR, "--task", "translation", "--arch", "pyramidion_tiny",
-        "--source-lang", "src", "--target-lang", "tgt", "--share-all-embeddings",
-        "--max-source-positions", str(N + 1), "--max-target-positions", str(SLOTS + 1),
+    model, task, _ = build_model(
+        data, "--max-target-positions", str(SLOTS + 1),
         "--encoder-layers", "2", "--decoder-layers", "2", "--chunk-size", "128",
         "--enc-layers-and-token-width", f"{{0: {WIDTH}}}",
-        "--encoder-normalize-before", "--decoder-normalize-before",
-        "--dropout", "0", "--attention-dropout", "0",
-    ])
-    task = tasks.setup_task(args)
-    return task.build_model(args), task.source_dictionary
+        "--encoder-normalize-before", "--decoder-normalize-before", "--attention-dropout", "0",
+        max_source_positions=N + 1)
+    return model, task.source_dictionary
 
 
 def make_batch(dictionary, rng):
@@ -127,10 +122,8 @@ def evaluate(model, dictionary, seed):
 
 @pytest.mark.slow
 def test_trainable_pooling_keeps_the_marked_tokens_and_random_pooling_cannot(tmp_path):
-    torch.manual_seed(0)
-    learned, dictionary = build_model(tmp_path)
-    torch.manual_seed(0)
-    control, _ = build_model(tmp_path)
+    learned, dictionary = build_marker_model(tmp_path)
+    control, _ = build_marker_model(tmp_path)
     use_random_scores(control)
 
     train(learned, dictionary, seed=1)
