@@ -1,6 +1,7 @@
 """Session fixtures: one generated corpus, binarized once, and one model trained once with the seed's
-own training command line (tests/seed_commands.txt), shared by the CLI, hub and batching tests.
-Helpers live in tests/support/, not here."""
+own training command line (tests/seed_commands.txt), shared by tests/integration/
+(test_seed_commands, test_hub, test_highlight, test_keep_last_batch) and tests/e2e/test_demo.
+Helpers live in tests/support/ (imported as ``tests.support.*``), not here."""
 import random
 from pathlib import Path
 
