@@ -13,8 +13,9 @@ returns that form, one document per line, for ``fairseq-preprocess``.
 """
 import json
 import logging
+from collections import Counter
 from functools import lru_cache
-from typing import Dict, List, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -136,3 +137,51 @@ def _read_merges(path: str) -> Dict[Tuple[str, str], int]:
     if not ranks:
         raise BpeError(f"{path}: no merges")
     return ranks
+
+
+def learn_merges(texts: Iterable[str], merges: int) -> Tuple[List[str], List[Tuple[str, str]]]:
+    """A byte-level BPE learned from ``texts``: (tokens in id order: the 256 byte characters, then
+    one per merge; the merges in rank order). The most frequent adjacent pair within GPT-2's words
+    is merged, ``merges`` times (ties by the pair's characters, so the result is deterministic).
+    For tests and measurements that need a model's tokenizer when none can be downloaded."""
+    import regex
+
+    alphabet = byte_alphabet()
+    words: Counter = Counter()
+    for text in texts:
+        for word in regex.findall(_WORD_PATTERN, text):
+            words[tuple(alphabet[b] for b in word.encode("utf-8"))] += 1
+    tokens = [alphabet[b] for b in range(256)]
+    ranks: List[Tuple[str, str]] = []
+    for _ in range(merges):
+        pairs: Counter = Counter()
+        for word, count in words.items():
+            for pair in zip(word, word[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = max(sorted(pairs), key=lambda p: pairs[p])
+        ranks.append(best)
+        tokens.append(best[0] + best[1])
+        merged: Counter = Counter()
+        for word, count in words.items():
+            out, i = [], 0
+            while i < len(word):
+                if i < len(word) - 1 and (word[i], word[i + 1]) == best:
+                    out.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            merged[tuple(out)] += count
+        words = merged
+    return tokens, ranks
+
+
+def write_bpe_files(vocab: Dict[str, int], ranks: List[Tuple[str, str]], vocab_path: str,
+                    merges_path: str) -> None:
+    """The two files of a byte-level BPE: the vocabulary (JSON) and the merges, rank order."""
+    with open(vocab_path, "w", encoding="utf-8") as out:
+        json.dump(vocab, out)
+    with open(merges_path, "w", encoding="utf-8", newline="\n") as out:
+        out.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in ranks))

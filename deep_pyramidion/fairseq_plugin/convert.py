@@ -44,7 +44,7 @@ SCORER_GAIN = 4.0
 def convert(src_dir: str, out_dir: str, max_source_positions: int, arch: Optional[str] = None,
             force: bool = False, encoder_json: Optional[str] = None,
             vocab_bpe: Optional[str] = None, schedule: Optional[str] = None,
-            seed: int = 1) -> dict:
+            seed: int = 1, scorer_gain: float = None) -> dict:
     """Convert and write OUT_DIR; returns the report written to OUT_DIR/convert.json."""
     src_dir, out_dir = os.path.abspath(src_dir), os.path.abspath(out_dir)
     _check_places(src_dir, out_dir, force)
@@ -75,7 +75,7 @@ def convert(src_dir: str, out_dir: str, max_source_positions: int, arch: Optiona
             shutil.copyfile(path, os.path.join(staging, name))
         schedule = schedule or default_schedule(bart)
         args, model = build_pyramidion(bart, arch, max_source_positions, schedule, staging, seed)
-        added = init_poolers(model, seed)
+        added = init_poolers(model, seed, SCORER_GAIN if scorer_gain is None else scorer_gain)
         report = {
             "source": src_dir, "kind": bart.kind, "arch": arch,
             "max_source_positions": max_source_positions, "pretrained_positions": bart.positions,
@@ -181,24 +181,25 @@ def _check_schedule(args, bart: PretrainedBart) -> None:
                               f"{bart.sizes['encoder_layers']} encoder layers)") from None
 
 
-def init_poolers(model, seed: int) -> List[str]:
+def init_poolers(model, seed: int, gain: float = SCORER_GAIN) -> List[str]:
     """Initialise what the source does not have: the poolers' token scorers.
 
     The decoder of a pretrained BART reads real token representations; the successive-halving
     top-k outputs mixes of them, whose weights come from the score gaps (softmax of base**s). With
     nn.Linear's default the logits spread by ~0.6, the scores sit around 0.5 and most outputs are
     blurred averages of their members; with zero weights every pair weight is exactly 0.5, the
-    blurriest start. Weights ~ N(0, (SCORER_GAIN / sqrt(D))^2) spread the logits by ~SCORER_GAIN
-    over layer-normed states, so the scores cover (0, 1) and most outputs are close to one member
-    (BENCHMARKS.md "Pooler initialisation" measures the three and fine-tunes two of them).
+    blurriest start. Weights ~ N(0, (gain / sqrt(D))^2) spread the logits by ~gain over
+    layer-normed states, so the scores cover (0, 1) and most outputs are close to one member
+    (BENCHMARKS.md "Pooler initialisation" measures these and fine-tunes two of them).
+    ``gain`` 0 gives zero weights; a negative ``gain`` keeps nn.Linear's default.
     """
     generator = torch.Generator().manual_seed(seed)
     added = []
     for name, module in model.encoder.poolers.named_modules():
-        if isinstance(module, torch.nn.Linear):
+        if isinstance(module, torch.nn.Linear) and module.out_features == 1 and gain >= 0:
             D = module.in_features
             with torch.no_grad():
-                module.weight.normal_(0.0, SCORER_GAIN / math.sqrt(D), generator=generator)
+                module.weight.normal_(0.0, gain / math.sqrt(D), generator=generator)
                 module.bias.zero_()
         for pname, _ in module.named_parameters(recurse=False):
             added.append(f"encoder.poolers.{name}.{pname}" if name else f"encoder.poolers.{pname}")

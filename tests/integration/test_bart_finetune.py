@@ -4,6 +4,7 @@ fairseq-train --finetune-from-model on documents 4x longer than the pretrained l
 down), then fairseq-generate through scripts/generate.sh, score.py, summarize() and
 pyramidion-summarize, all decoding the BPE back to text."""
 import json
+import os
 import re
 import subprocess
 
@@ -124,3 +125,32 @@ def test_generate_score_and_summarize_decode_the_bpe(finetuned):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(proc.stdout.splitlines()) == 5
     assert SIZES["positions"] * 2 < LONG
+
+
+def test_recipe_chains_convert_preprocess_finetune_generate_score(bart_sources, tmp_path):
+    """scripts/bart_recipe.sh on the tiny Hugging Face BART: every step runs, the last one scores
+    the generated summaries next to Lead; a second run reuses the finished steps."""
+    text = tmp_path / "text"
+    write_splits(text, seed=9)
+    work = tmp_path / "work"
+    s = SIZES
+    train_args = (f"--encoder-embed-dim {s['dim']} --encoder-ffn-embed-dim {s['ffn']} "
+                  f"--encoder-layers {s['layers']} --decoder-layers {s['layers']} "
+                  f"--encoder-attention-heads {s['heads']} --decoder-attention-heads {s['heads']} "
+                  f"--max-source-positions {LONG} --max-target-positions {s['positions']} "
+                  f"--chunk-size {s['positions']} --enc-layers-and-token-width {{0:128,1:64}} "
+                  "--max-update 8 --max-tokens 2048 --num-workers 0 --cpu --log-format simple")
+    env = dict(os.environ, MAX_SOURCE_POSITIONS=str(LONG), TRAIN_ARGS=train_args,
+               GEN_ARGS="--max-len-b 16 --min-len 2 --beam 2")
+    argv = ["bash", str(REPO / "scripts" / "bart_recipe.sh"), str(bart_sources["huggingface"]),
+            str(text), str(work)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rouge = json.loads((work / "rouge.json").read_text())
+    assert rouge["n"] == 5 and set(rouge["systems"]) == {"model", "lead"}
+    assert json.loads((work / "converted" / "convert.json").read_text())["arch"] == \
+        "pyramidion_bart_base"
+    again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    assert again.returncode == 0, again.stderr[-4000:]
+    for step in ("convert", "preprocess", "fine-tune"):
+        assert re.search(rf"^{step}: .* reusing", again.stderr, re.M), again.stderr[-3000:]

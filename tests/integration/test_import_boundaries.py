@@ -33,21 +33,20 @@ def test_evaluation_and_data_import_neither_torch_nor_fairseq():
     assert imported_after(PLAIN_PYTHON, ["torch", "fairseq"]) == ""
 
 
-@pytest.mark.parametrize("first", ["fairseq", "deep_pyramidion.topk"])
+@pytest.mark.parametrize("first", ["fairseq", "deep_pyramidion.topk", "deep_pyramidion.eval"])
 def test_fairseq_user_dir_import_registers_the_plugin(first):
     """fairseq imports the package by path for --user-dir; the model, its architectures and the
-    criterion are then registered, also when the core was imported before fairseq (then the
-    adapter is imported explicitly, as deep_pyramidion/__init__.py says)."""
-    code = (f"import importlib\nimportlib.import_module({first!r})\n"
-            "import fairseq\nimport deep_pyramidion\n"
-            "import deep_pyramidion.fairseq_plugin\n" if first != "fairseq" else
+    criterion are then registered, also when part of the package was imported before fairseq
+    (fairseq then skips the package: the finder of deep_pyramidion/__init__.py loads the adapter
+    when fairseq's own import ends)."""
+    code = (f"import importlib, os\nimportlib.import_module({first!r})\n"
             "import fairseq\nfrom argparse import Namespace\nfrom fairseq import utils\n"
-            "import deep_pyramidion.config as c, os\n"
-            "utils.import_user_module(Namespace(user_dir=os.path.dirname(c.__file__)))\n")
-    code += ("from fairseq.models import ARCH_MODEL_REGISTRY\n"
-             "from fairseq.criterions import CRITERION_REGISTRY\n"
-             "print({'pyramidion_base', 'pyramidion_deep', 'pyramidion_tiny'} <= set(ARCH_MODEL_REGISTRY),\n"
-             "      'label_smoothed_cross_entropy_with_reconstruction' in CRITERION_REGISTRY)\n")
+            "import deep_pyramidion.config as c\n"
+            "utils.import_user_module(Namespace(user_dir=os.path.dirname(c.__file__)))\n"
+            "from fairseq.models import ARCH_MODEL_REGISTRY\n"
+            "from fairseq.criterions import CRITERION_REGISTRY\n"
+            "print({'pyramidion_base', 'pyramidion_deep', 'pyramidion_tiny'} <= set(ARCH_MODEL_REGISTRY),\n"
+            "      'label_smoothed_cross_entropy_with_reconstruction' in CRITERION_REGISTRY)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "True"]
