@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: all install test test-fast demo bench clean-venv
+.PHONY: all install test test-fast demo bench gpu-check gpu-wheels clean-venv
 
 all: test
 
@@ -53,11 +53,54 @@ test: install
 test-fast: install
 	$(call run_pytest,tests/unit)
 
+# The newest torch and transformers on the package registry (issue 14, item 3), in a venv of its
+# own, built the same way as .venv but with those versions pinned: `make test-newest` (not part of
+# `make test`). torch 2.15 is a CUDA build (several GB; it runs on the CPU here) above the cap this
+# machine's pip configuration sets (/etc/xdg/pip), so every pip call of that venv runs without the
+# configuration; .venv keeps it.
+NEWEST_VENV         := .venv-newest
+NEWEST_PY           := $(NEWEST_VENV)/bin/python
+NEWEST_PIP          := PIP_CONFIG_FILE=/dev/null $(NEWEST_PY) -m pip
+NEWEST_PYTHON       ?= python3.11
+NEWEST_TORCH_SPEC   ?= torch==2.15.0
+NEWEST_HF_SPEC      ?= transformers==5.24.0
+
+.PHONY: test-newest
+
+$(NEWEST_VENV)/bin/python:
+	$(NEWEST_PYTHON) -m venv $(NEWEST_VENV)
+	$(NEWEST_PIP) install -q --upgrade pip setuptools wheel
+
+# torch is named again in every later install so that no dependency (fairseq-fixed's torchaudio)
+# moves it.
+$(NEWEST_VENV)/.fairseq-stamp: $(NEWEST_VENV)/bin/python
+	$(NEWEST_PIP) install -q "$(NEWEST_TORCH_SPEC)" numpy cython
+	$(NEWEST_PIP) install -q --no-build-isolation "fairseq-fixed==0.12.3.1" "$(NEWEST_TORCH_SPEC)"
+	touch $@
+
+$(NEWEST_VENV)/.install-stamp: $(NEWEST_VENV)/.fairseq-stamp setup.py
+	$(NEWEST_PIP) install -q -e ".[test,viz]" "$(NEWEST_TORCH_SPEC)" "$(NEWEST_HF_SPEC)"
+	$(NEWEST_PIP) uninstall -y -q torchaudio 2>/dev/null || true
+	touch $@
+
+test-newest: PYTEST = $(NEWEST_PY) -m pytest
+test-newest: $(NEWEST_VENV)/.install-stamp
+	$(call run_pytest,tests)
+
 demo: install
 	bash scripts/demo.sh
 
 bench: install
 	$(PY) -m benchmarks.topk
+
+# On a machine with one CUDA GPU: every CUDA check, 480 s (benchmarks/gpu_check.py); it needs no
+# venv there, only gpu_wheels/ from `make gpu-wheels` run where the package registry is reachable.
+OUT ?= gpu-check
+gpu-check:
+	bash scripts/gpu_check.sh $(OUT)
+
+gpu-wheels: install
+	bash scripts/gpu_wheels.sh gpu_wheels
 
 clean-venv:
 	rm -rf $(VENV)

@@ -33,31 +33,30 @@ def _fwd_bwd(impl, x, s, k, mask, gy):
     return y.detach().float(), ys.detach(), ym, x.grad.float(), s.grad
 
 
-@pytest.mark.gpu
-@gpu
-def test_triton_large_shape_matches_reference_fp32():
-    B, n, k, D = 16, 8192, 512, 512
-    x, s, mask = _cuda_inputs(B, n, D, torch.float32)
-    gy = torch.randn(B, k, D, device="cuda")
-    ref = _fwd_bwd("reference", x, s, k, mask, gy)
-    tri = _fwd_bwd("triton", x, s, k, mask, gy)
-    assert torch.equal(ref[2], tri[2])
-    for a, b in zip(ref[:2] + ref[3:], tri[:2] + tri[3:]):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+# B, n, k, D: the paper's shapes (8192 -> 512, D = 512 and 1024) and awkward ones (k not a power
+# of two, several D blocks, k > n, a member loop longer than one block)
+SHAPES = [(16, 8192, 512, 512), (16, 8192, 512, 1024), (3, 1000, 37, 130), (2, 13, 3, 40),
+          (1, 5, 9, 3), (2, 4096, 64, 96), (4, 2048, 256, 256)]
+TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 1e-2}
 
 
 @pytest.mark.gpu
 @gpu
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_triton_half_precision_matches_fp32_reference(dtype):
-    B, n, k, D = 4, 2048, 256, 256
-    x, s, mask = _cuda_inputs(B, n, D, dtype, seed=1)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16],
+                         ids=["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("B, n, k, D", SHAPES)
+def test_triton_matches_reference_and_torch_forward_and_backward(B, n, k, D, dtype):
+    x, s, mask = _cuda_inputs(B, n, D, dtype, seed=n + D)
     gy = torch.randn(B, k, D, device="cuda").to(dtype)
-    ref = _fwd_bwd("reference", x.float(), s, k, mask, gy.float())
+    ref = _fwd_bwd("reference", x.float(), s, k, mask, gy.float())   # the specification, fp32
     tri = _fwd_bwd("triton", x, s, k, mask, gy)
-    assert torch.equal(ref[2], tri[2])
-    for a, b in zip(ref[:2] + ref[3:], tri[:2] + tri[3:]):
-        torch.testing.assert_close(b, a, rtol=2e-2, atol=2e-2)
+    via_torch = _fwd_bwd("torch", x, s, k, mask, gy)
+    tol = TOLERANCE[dtype]
+    assert torch.equal(ref[2], tri[2]) and torch.equal(via_torch[2], tri[2])
+    for name, a, b, c in zip(("y", "y_scores", "grad x", "grad scores"), ref[:2] + ref[3:],
+                             tri[:2] + tri[3:], via_torch[:2] + via_torch[3:]):
+        torch.testing.assert_close(b, a, rtol=tol, atol=tol, msg=lambda m: f"{name} vs reference: {m}")
+        torch.testing.assert_close(b, c, rtol=tol, atol=tol, msg=lambda m: f"{name} vs torch: {m}")
 
 
 @pytest.mark.gpu
