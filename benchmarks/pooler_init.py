@@ -38,7 +38,7 @@ from pathlib import Path
 
 from benchmarks.common import machine_info, write_json
 
-FULL = dict(dim=128, ffn=512, layers=4, heads=4, positions=256, pretrain_updates=400,
+FULL = dict(dim=128, ffn=512, layers=4, heads=4, positions=256, pretrain_updates=300,
             merges=2000, finetune_updates=150, docs=40)
 QUICK = dict(dim=32, ffn=64, layers=2, heads=2, positions=64, pretrain_updates=10,
              merges=200, finetune_updates=6, docs=4)
@@ -93,7 +93,7 @@ def pretrained_bart(work: Path, sizes: dict, text: Path) -> Path:
     texts = [" ".join(b.split()[i:i + sizes["positions"] // 2])
              for b in bodies for i in range(0, min(len(b.split()), 4000), sizes["positions"] // 2)]
     return make_fairseq_bart(work, texts=texts, sizes=sizes, updates=sizes["pretrain_updates"],
-                             merges=sizes["merges"], max_tokens=4096)
+                             merges=sizes["merges"], max_tokens=2048, timeout=None)
 
 
 def measure_at_init(converted: Path, text: Path, sizes: dict) -> dict:

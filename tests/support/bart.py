@@ -31,8 +31,8 @@ def corpus(n: int, seed: int = 0, min_words: int = 8, max_words: int = 40) -> Li
     return docs
 
 
-def run(argv, cwd=None):
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=900)
+def run(argv, cwd=None, timeout=900):
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"{argv[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                              f"{proc.stderr[-5000:]}")
@@ -41,7 +41,7 @@ def run(argv, cwd=None):
 
 def make_fairseq_bart(root: Path, seed: int = 0, texts: Optional[List[str]] = None,
                       sizes: Optional[dict] = None, updates: int = 20, merges: int = 120,
-                      max_tokens: int = 2048) -> Path:
+                      max_tokens: int = 2048, timeout: Optional[float] = 900) -> Path:
     """root/fairseq-bart: model.pt, dict.txt, encoder.json, vocab.bpe (fairseq's BART layout),
     pretrained for ``updates`` denoising updates on ``texts`` (default: a generated corpus)."""
     texts = texts or corpus(200, seed)
@@ -74,7 +74,7 @@ def make_fairseq_bart(root: Path, seed: int = 0, texts: Optional[List[str]] = No
          "--cpu", "--save-dir", str(root / "fairseq-bart-train"), "--no-epoch-checkpoints",
          "--num-workers", "0", "--log-format", "simple", "--log-interval", "10",
          # text packed into blocks of tokens_per_sample, whatever the line lengths
-         "--sample-break-mode", "none", "--ddp-backend", "legacy_ddp"])
+         "--sample-break-mode", "none", "--ddp-backend", "legacy_ddp"], timeout=timeout)
     shutil.copyfile(root / "fairseq-bart-train" / "checkpoint_last.pt", src / "model.pt")
     shutil.copyfile(data / "dict.txt", src / "dict.txt")
     return src
