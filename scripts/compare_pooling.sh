@@ -79,7 +79,7 @@ export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" PYTHONUNBUFFERED=1
 now() { date +%s.%N; }
 
 # options the model does not know fail here, before any data work
-known=$("$PY" -c 'from deep_pyramidion.modules.pooling import POOLERS; print(" ".join(sorted(POOLERS)))' 2>/dev/null)
+known=$("$PY" -c 'from deep_pyramidion.config import POOLINGS; print(" ".join(sorted(POOLINGS)))' 2>/dev/null)
 for p in "${pooling_list[@]}"; do
   case " $known none lambda " in *" $p "*) ;; *) echo "error: --poolings: unknown option '$p' (known: $known none)" >&2; exit 2 ;; esac
 done
