@@ -131,21 +131,12 @@ def measure_at_init(converted: Path, text: Path, sizes: dict) -> dict:
 
 
 def finetune(converted: Path, data: Path, save: Path, sizes: dict, cwd: Path) -> dict:
-    report = json.loads((converted / "convert.json").read_text())
-    s = report["sizes"]
-    flags = ["--encoder-embed-dim", str(s["encoder_embed_dim"]),
-             "--encoder-ffn-embed-dim", str(s["encoder_ffn_embed_dim"]),
-             "--encoder-layers", str(s["encoder_layers"]), "--decoder-layers", str(s["decoder_layers"]),
-             "--encoder-attention-heads", str(s["encoder_attention_heads"]),
-             "--decoder-attention-heads", str(s["decoder_attention_heads"]),
-             "--max-source-positions", str(report["max_source_positions"]),
-             "--max-target-positions", str(s["max_target_positions"]), "--truncate-source",
-             "--chunk-size", str(min(report["pretrained_positions"], 1024)),
-             "--enc-layers-and-token-width", report["enc_layers_and_token_width"]]
+    # the converted model's own flags (pyramidion-convert records them in convert.json)
+    flags = json.loads((converted / "convert.json").read_text())["fairseq_train_flags"]
     start = time.perf_counter()
     log = run([console("fairseq-train"), str(data), "--user-dir",
                str(Path(__file__).resolve().parents[1] / "deep_pyramidion"), "--task", "translation",
-               "--arch", "pyramidion_bart_base", "--finetune-from-model", str(converted / "model.pt"),
+               "--finetune-from-model", str(converted / "model.pt"),
                "--source-lang", "src", "--target-lang", "tgt", *flags,
                "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
                "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "inverse_sqrt",

@@ -22,8 +22,9 @@
 # A step that finished is not run again (converted/convert.json, bin/preprocess.json,
 # checkpoints/train.done); delete its folder to redo it. Settings (environment variables):
 #   MAX_SOURCE_POSITIONS  encoder length of the conversion (default 8192)
-#   CONVERT_ARGS / TRAIN_ARGS / GEN_ARGS  extra flags of each step, split on spaces (TRAIN_ARGS
-#                         must name the source's sizes when it is not bart.base / bart.large)
+#   CONVERT_ARGS / TRAIN_ARGS / GEN_ARGS  extra flags of each step, split on spaces; fine-tuning
+#                         also gets the converted model's own flags (sizes, positions, schedule)
+#                         from converted/convert.json, so any BART-shaped source fits
 #   DRY_RUN=1             print the commands instead of running them
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -62,11 +63,18 @@ else
     --pretrained "$converted"
 fi
 
+# the converted model's own flags (its sizes, positions, schedule: convert.json), so that the model
+# fairseq-train builds is the converted one, whatever the source's size
+model_flags=()
+if [ -f "$converted/convert.json" ]; then
+  mapfile -t model_flags < <("$PY" -c 'import json, sys
+print("\n".join(json.load(open(sys.argv[1]))["fairseq_train_flags"]))' "$converted/convert.json")
+fi
 if [ -f "$ckpt/train.done" ]; then
   echo "fine-tune: $ckpt/train.done exists, reusing the checkpoints" >&2
 else
   run_or_print bash "$REPO_ROOT/scripts/train.sh" "$REPO_ROOT/configs/train/bart_$size.args" "$bin" \
-    "$ckpt" --finetune-from-model "$converted/model.pt" "${train_extra[@]}"
+    "$ckpt" --finetune-from-model "$converted/model.pt" "${model_flags[@]}" "${train_extra[@]}"
   [ "${DRY_RUN:-0}" = "1" ] || touch "$ckpt/train.done"
 fi
 

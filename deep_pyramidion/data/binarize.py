@@ -265,21 +265,7 @@ def write_dictionary(model_path: str, counts: Counter, path: str, padding_factor
 def read_dictionary(path: str) -> List[str]:
     """Entries of a fairseq dictionary file (``word count [#fairseq:overwrite]``), specials and
     ``madeupword`` padding excluded."""
-    words = []
-    for lineno, line in iter_lines(path):
-        line = line.rstrip()
-        if not line:
-            continue
-        parts = line.rsplit(" ", 1)
-        if len(parts) == 2 and parts[1] == "#fairseq:overwrite":
-            parts = parts[0].rsplit(" ", 1)
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise DataError(f"{path}:{lineno}: not a fairseq dictionary line ('<word> <count>'): {line[:60]!r}")
-        word = parts[0]
-        if word in FAIRSEQ_SPECIALS or _MADEUP.match(word):
-            continue
-        words.append(word)
-    return words
+    return [w for w in read_dictionary_symbols(path) if w not in FAIRSEQ_SPECIALS and not _MADEUP.match(w)]
 
 
 @dataclass

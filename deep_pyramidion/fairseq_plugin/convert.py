@@ -78,6 +78,9 @@ def convert(src_dir: str, out_dir: str, max_source_positions: int, arch: Optiona
         added = init_poolers(model, seed, SCORER_GAIN if scorer_gain is None else scorer_gain)
         report = {
             "source": src_dir, "kind": bart.kind, "arch": arch,
+            # what fairseq-train --finetune-from-model OUT_DIR/model.pt must be given so that the
+            # model it builds is this one (the weights load strictly)
+            "fairseq_train_flags": finetune_flags(bart, arch, max_source_positions, schedule),
             "max_source_positions": max_source_positions, "pretrained_positions": bart.positions,
             "enc_layers_and_token_width": schedule,
             "sizes": bart.sizes, "dictionary_size": 4 + len(symbols),
@@ -119,22 +122,27 @@ def default_schedule(bart: PretrainedBart) -> str:
     return f"{{{middle}: {2 * width}, {layers - 1}: {width}}}"
 
 
-def pyramidion_argv(bart: PretrainedBart, arch: str, max_source_positions: int, schedule: str,
-                    data_dir: str) -> List[str]:
-    """fairseq-train's view of the converted model: the family, then the source's own sizes."""
+def finetune_flags(bart: PretrainedBart, arch: str, max_source_positions: int, schedule: str
+                   ) -> List[str]:
+    """The model flags of the converted pyramidion: the family, then the source's own sizes."""
     s = bart.sizes
-    argv = [data_dir, "--task", "translation", "--arch", arch, "--source-lang", "src",
-            "--target-lang", "tgt", "--max-source-positions", str(max_source_positions),
-            "--max-target-positions", str(s["max_target_positions"]), "--truncate-source",
-            "--activation-fn", s["activation_fn"], "--enc-layers-and-token-width", schedule]
+    flags = ["--arch", arch, "--max-source-positions", str(max_source_positions),
+             "--max-target-positions", str(s["max_target_positions"]), "--truncate-source",
+             "--activation-fn", s["activation_fn"], "--enc-layers-and-token-width", schedule]
     for flag in ("encoder_embed_dim", "decoder_embed_dim", "encoder_ffn_embed_dim",
                  "decoder_ffn_embed_dim", "encoder_layers", "decoder_layers",
                  "encoder_attention_heads", "decoder_attention_heads"):
-        argv += ["--" + flag.replace("_", "-"), str(s[flag])]
+        flags += ["--" + flag.replace("_", "-"), str(s[flag])]
     # the pretrained context is the natural chunk; a model shorter than the family's default
     # chunk gets its own length (one chunk = the pretrained attention)
-    argv += ["--chunk-size", str(min(bart.positions, 1024))]
-    return argv
+    return flags + ["--chunk-size", str(min(bart.positions, 1024))]
+
+
+def pyramidion_argv(bart: PretrainedBart, arch: str, max_source_positions: int, schedule: str,
+                    data_dir: str) -> List[str]:
+    """fairseq-train's view of the converted model."""
+    return [data_dir, "--task", "translation", "--source-lang", "src", "--target-lang", "tgt",
+            *finetune_flags(bart, arch, max_source_positions, schedule)]
 
 
 def build_pyramidion(bart: PretrainedBart, arch: str, max_source_positions: int, schedule: str,
