@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.8",
     packages=find_packages(include=["deep_pyramidion", "deep_pyramidion.*"]),
     install_requires=[
-        "torch>=1.13",
+        "torch>=2.13,<2.16",  # tested with 2.13.0 (make test) and 2.15.0 (make test-newest)
         "numpy",
         "sentencepiece",
         "rouge-score",
