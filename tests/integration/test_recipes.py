@@ -84,11 +84,22 @@ def test_train_recipe_parses(config, tmp_path):
 
 @pytest.mark.parametrize("config", GEN_CONFIGS, ids=lambda p: p.name)
 def test_generate_recipe_parses(config, tmp_path):
-    (tmp_path / "spm.model").write_bytes(b"")  # generate.sh passes DATA_BIN/spm.model when present
+    # generate.sh passes the data folder's tokenizer: DATA_BIN/spm.model, or a converted BART's
+    # byte-level BPE files (preprocess.py --pretrained writes those instead)
+    pretrained = config.name.startswith("bart")
+    tokenizer = ("encoder.json", "vocab.bpe") if pretrained else ("spm.model",)
+    for name in tokenizer:
+        (tmp_path / name).write_bytes(b"")
     argv, args = gen_args(config, tmp_path)
     assert args.path == "ckpt.pt" and args.results_path == "results"
     assert args.gen_subset == "test-A"
-    assert args.sentencepiece_model == str(tmp_path / "spm.model")
+    if pretrained:
+        assert args.bpe == "gpt2"
+        assert args.gpt2_encoder_json == str(tmp_path / "encoder.json")
+        assert args.gpt2_vocab_bpe == str(tmp_path / "vocab.bpe")
+    else:
+        assert args.bpe == "sentencepiece"
+        assert args.sentencepiece_model == str(tmp_path / "spm.model")
     assert args.truncate_source
 
 
