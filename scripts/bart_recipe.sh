@@ -43,8 +43,7 @@ case "$positions" in ''|*[!0-9]*) echo "error: MAX_SOURCE_POSITIONS must be an i
 read -r -a convert_extra <<< "${CONVERT_ARGS:-}"
 read -r -a train_extra <<< "${TRAIN_ARGS:-}"
 read -r -a gen_extra <<< "${GEN_ARGS:-}"
-PY="$REPO_ROOT/.venv/bin/python"
-[ -x "$PY" ] || PY="$(command -v python3)"
+PY="$(venv_python)"
 
 converted="$work/converted" bin="$work/bin" ckpt="$work/checkpoints" results="$work/results"
 [ "${DRY_RUN:-0}" = "1" ] || mkdir -p "$work"

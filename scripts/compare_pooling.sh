@@ -67,8 +67,7 @@ read -r -a pooling_list <<< "$poolings"
 read -r -a train_extra <<< "$train_args"
 read -r -a gen_extra <<< "$gen_args"
 
-PY="$REPO_ROOT/.venv/bin/python"
-[ -x "$PY" ] || PY="$(command -v python3)"
+PY="$(venv_python)"
 cores="$(nproc 2>/dev/null || echo 1)"
 # on a CPU already busy, one thread per process runs faster than oversubscribed ones
 if [ -z "$threads" ]; then

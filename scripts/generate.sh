@@ -63,8 +63,7 @@ run_or_print "${cmd[@]}"
 
 out="$results/generate-$subset.txt"
 [ -f "$out" ] || { echo "error: fairseq-generate wrote no $out" >&2; exit 3; }
-py="$REPO_ROOT/.venv/bin/python"
-[ -x "$py" ] || py="$(command -v python3)"
+py="$(venv_python)"
 check=("$py" -m deep_pyramidion.eval.generate_output --check "$out")
 if [ -f "$data/$subset.ids" ]; then
   want=$(grep -c '' "$data/$subset.ids" || true)

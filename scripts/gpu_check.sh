@@ -36,8 +36,8 @@ done
 case "$budget" in ''|*[!0-9.]*) echo "error: --budget must be a number of seconds, got '$budget'" >&2; exit 2 ;; esac
 
 if [ "$dry" = "1" ]; then
-  PY="$REPO_ROOT/.venv/bin/python"
-  [ -x "$PY" ] || { echo "error: no .venv: run make install first" >&2; exit 2; }
+  PY="$VENV_DIR/bin/python"
+  [ -x "$PY" ] || { echo "error: no $VENV_DIR: run make install first" >&2; exit 2; }
   exec "$PY" -m benchmarks.gpu_check "$out" --budget "$budget" --dry-run
 fi
 

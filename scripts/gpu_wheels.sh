@@ -11,8 +11,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/recipe.sh"
 dir="${1:-gpu_wheels}"
 version="${GPU_PYTHON_VERSION:-3.12}"
-PY="$REPO_ROOT/.venv/bin/python"
-[ -x "$PY" ] || PY="$(command -v python3)"
+PY="$(venv_python)"
 mkdir -p "$dir"
 export PIP_CONFIG_FILE=/dev/null   # this machine's pip constraints are about its own torch
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$version" \

@@ -5,9 +5,17 @@
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 USER_DIR="$REPO_ROOT/deep_pyramidion"
 
-# fairseq's console scripts: the repo's venv first, then PATH
+# The venv whose python and fairseq the scripts run: the repo's .venv, or another one named by
+# DEEP_PYRAMIDION_VENV (make test-newest points it at .venv-newest); PATH when it has none.
+VENV_DIR="${DEEP_PYRAMIDION_VENV:-$REPO_ROOT/.venv}"
+
+# fairseq's console scripts: the venv's first, then PATH
 fairseq_bin() {
-  if [ -x "$REPO_ROOT/.venv/bin/$1" ]; then echo "$REPO_ROOT/.venv/bin/$1"; else echo "$1"; fi
+  if [ -x "$VENV_DIR/bin/$1" ]; then echo "$VENV_DIR/bin/$1"; else echo "$1"; fi
+}
+
+venv_python() {  # the venv's python, else python3 from PATH
+  if [ -x "$VENV_DIR/bin/python" ]; then echo "$VENV_DIR/bin/python"; else command -v python3; fi
 }
 
 read_recipe() {  # read_recipe FILE -> global array RECIPE

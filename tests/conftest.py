@@ -2,13 +2,19 @@
 own training command line (tests/seed_commands.txt), shared by tests/integration/
 (test_seed_commands, test_hub, test_highlight, test_keep_last_batch) and tests/e2e/test_demo.
 Helpers live in tests/support/ (imported as ``tests.support.*``), not here."""
+import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.corpus import binarize, write_split
 from tests.support.fairseq_runs import LONG_DOC_TOKENS, SMALL_MODEL, SPLIT_SIZES, run, seed_command
+
+# The shell scripts the tests run (scripts/recipe.sh) take python and fairseq from this venv, the
+# one running the tests, not from .venv (make test-newest runs them with .venv-newest)
+os.environ.setdefault("DEEP_PYRAMIDION_VENV", sys.prefix)
 
 
 def _summaries_corpus(root: Path, seed=0):
