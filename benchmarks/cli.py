@@ -19,7 +19,7 @@ import time
 from benchmarks import decoder, encoder, generate, profile, train
 from benchmarks.common import (MemoryProbe, call_forked, ints, loadavg, machine_info, proc_kib,
                                read_json, side_by_side, time_runs, torch_env, write_json)
-from benchmarks.models import FULL_SIZES, MODELS, QUICK_SIZES, build, estimate_gib, import_led
+from benchmarks.models import FAMILIES, MODELS, build, estimate_gib, import_led
 from benchmarks.rows import Rows
 
 TABLES = {"train": train, "encoder": encoder, "generate": generate, "decoder": decoder,
@@ -85,6 +85,9 @@ def parse_args(argv=None):
     p.add_argument("--tables", default="train,encoder,generate,decoder",
                    help="comma-separated subset of: " + ", ".join(TABLES) + " (default: %(default)s)")
     p.add_argument("--models", default=",".join(MODELS), help="subset of: " + ", ".join(MODELS))
+    p.add_argument("--family", default="deep", choices=tuple(FAMILIES),
+                   help="the models' shape: deep = pyramidion_deep's, bart-base = a converted "
+                        "bart.base's (default: %(default)s)")
     p.add_argument("--lengths", default="1024,2048,4096,8192,16384",
                    help="input lengths of the train and encoder tables (default: %(default)s)")
     p.add_argument("--gen-lengths", default="8192",
@@ -130,7 +133,8 @@ def parse_args(argv=None):
         for key, value in quick.items():
             if getattr(args, key) == defaults[key]:
                 setattr(args, key, value)
-    args.sizes = dict(QUICK_SIZES if args.quick else FULL_SIZES)
+    full, quick = FAMILIES[args.family]
+    args.sizes = dict(quick if args.quick else full)
     if args.decoder_widths is None:
         args.decoder_widths = "16,256" if args.quick else "512,8192"
     return args
@@ -159,6 +163,9 @@ def plan(args):
             specs += decoder.specs(args, beams)
         elif table == "profile":
             specs += profile.specs(args, models, lengths, gen_lengths, beams)
+    if args.family != "deep":  # rows of the default family carry no tag, as they always did
+        for spec in specs:
+            spec["family"] = args.family
     return specs
 
 
@@ -269,10 +276,19 @@ def short_line(row):
 def report(rows, metas, args):
     """Print every table's markdown section, then what was not measured, the loads and the
     commands; plots when --plots is given."""
-    view = Rows(rows)
     out, notes = [], []
-    for mod in TABLES.values():
-        out += mod.report(view, args, notes)
+    families = list(dict.fromkeys(r.get("family", "deep") for r in rows))
+    views = {}
+    for family in families:
+        view = views[family] = Rows([r for r in rows if r.get("family", "deep") == family], family)
+        if families != ["deep"]:
+            sizes = FAMILIES[family][0]
+            out.append(f"\n## {family}: {sizes['arch']} shape, {sizes['layers']}+{sizes['layers']} "
+                       f"layers, d={sizes['dim']}, ffn {sizes['ffn']}, {sizes['heads']} heads, "
+                       f"vocabulary {sizes['vocab']}, chunk {sizes['chunk']}, schedule "
+                       f"{sizes['schedule']} (full sizes; a --quick run shrinks them)")
+        for mod in TABLES.values():
+            out += mod.report(view, args, notes)
     for r in rows:
         if (r.get("skipped") or r.get("error")) and r["table"] in ("decoder", "profile"):
             why = r.get("skipped") or r.get("error")
@@ -291,7 +307,8 @@ def report(rows, metas, args):
     print("\n".join(out))
     if args.plots:
         os.makedirs(args.plots, exist_ok=True)
-        written = [mod.plot(view, args) for mod in TABLES.values() if hasattr(mod, "plot")]
+        written = [mod.plot(view, args) for view in views.values() for mod in TABLES.values()
+                   if hasattr(mod, "plot")]
         for path in filter(None, written):
             print(f"# wrote {path}")
 

@@ -9,7 +9,7 @@ models, not how soon a random model happens to emit eos.
 from __future__ import annotations
 
 from benchmarks.models import MODELS, BASELINE, led_masks, random_batch
-from benchmarks.rows import STYLE, fmt, stat_key, tm
+from benchmarks.rows import STYLE, fmt, plot_path, stat_key, tm
 
 PAIRED = True
 TITLE = "Generation"
@@ -92,8 +92,6 @@ def report(rows, args, notes):
 
 def plot(rows, args):
     """benchmark_generate.png: time per document, one bar per model, grouped by length and beam."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,7 +121,7 @@ def plot(rows, args):
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = os.path.join(args.plots, "benchmark_generate.png")
+    path = plot_path(rows, "generate", args)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -1,7 +1,11 @@
 """The models the tables compare, the batches they run on, and the one training step they take.
 
-Models (random init, equal sizes: the pyramidion_deep architecture, 6+6 layers, d=512, ffn 2048,
-8 heads, a shared 32k vocabulary; --quick shrinks all of them alike):
+Models (random init, equal sizes: by default (--family deep) the pyramidion_deep architecture,
+6+6 layers, d=512, ffn 2048, 8 heads, a shared 32k vocabulary; --family bart-base gives every
+model bart.base's shape instead (the pyramidion_bart_base architecture as pyramidion-convert
+makes it from bart.base: learned positions, GELU, chunks of 1024, the recipe's schedule
+"{3: 2048, 5: 1024}", a 50265 vocabulary; LED then has led-base's shape, window 1024);
+--quick shrinks all of them alike):
   pyramidion  --arch pyramidion_deep: blockwise attention (chunks of 512), top-k pooling
               8192 -> 2048 -> 512, i.e. --enc-layers-and-token-width "{0: 2048, 1: 512}"
   blockwise   the same code with --encoder-pooling none (the paper's blockwise baseline)
@@ -22,11 +26,19 @@ from contextlib import nullcontext
 MODELS = ("pyramidion", "blockwise", "full", "led")
 BASELINE = "blockwise"
 
-# model sizes: the paper's DeepPyramidion and a tiny variant for smoke runs
+# model sizes: the paper's DeepPyramidion, a converted bart.base (configs/train/bart_base.args),
+# and a tiny variant of each for smoke runs
 FULL_SIZES = dict(layers=6, dim=512, ffn=2048, heads=8, vocab=32000, chunk=512,
-                  schedule="{0: 2048, 1: 512}", widths=(2048, 512))
+                  schedule="{0: 2048, 1: 512}", widths=(2048, 512), arch="pyramidion_deep",
+                  activation="relu")
 QUICK_SIZES = dict(layers=2, dim=64, ffn=128, heads=4, vocab=1000, chunk=32,
-                   schedule="{0: 64, 1: 16}", widths=(64, 16))
+                   schedule="{0: 64, 1: 16}", widths=(64, 16), arch="pyramidion_deep",
+                   activation="relu")
+BART_BASE_SIZES = dict(layers=6, dim=768, ffn=3072, heads=12, vocab=50265, chunk=1024,
+                       schedule="{3: 2048, 5: 1024}", widths=(2048, 1024),
+                       arch="pyramidion_bart_base", activation="gelu")
+QUICK_BART_SIZES = dict(QUICK_SIZES, arch="pyramidion_bart_base", activation="gelu")
+FAMILIES = {"deep": (FULL_SIZES, QUICK_SIZES), "bart-base": (BART_BASE_SIZES, QUICK_BART_SIZES)}
 
 FAIRSEQ_FLAGS = {
     "pyramidion": ["--encoder-pooling", "topk"],
@@ -49,7 +61,7 @@ def fairseq_model(kind, length, sizes, out_len):
         d.add_symbol(f"w{i}")
     argv = [
         "unused-data-dir", "--user-dir", os.path.dirname(deep_pyramidion.__file__),
-        "--task", "translation", "--arch", "pyramidion_deep", "--source-lang", "src",
+        "--task", "translation", "--arch", sizes["arch"], "--source-lang", "src",
         "--target-lang", "tgt", "--share-all-embeddings",
         "--max-source-positions", str(max(length, 1024)),
         "--max-target-positions", str(max(1024, out_len + 8)),
@@ -93,7 +105,7 @@ def led_model(length, sizes, out_len):
         encoder_layers=sizes["layers"], decoder_layers=sizes["layers"],
         encoder_attention_heads=sizes["heads"], decoder_attention_heads=sizes["heads"],
         encoder_ffn_dim=sizes["ffn"], decoder_ffn_dim=sizes["ffn"],
-        activation_function="relu", dropout=0.1, attention_dropout=0.1, activation_dropout=0.0,
+        activation_function=sizes["activation"], dropout=0.1, attention_dropout=0.1, activation_dropout=0.0,
         max_encoder_position_embeddings=max(length, 1024) + window,
         max_decoder_position_embeddings=max(1024, out_len + 8),
         attention_window=[window] * sizes["layers"],

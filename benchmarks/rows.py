@@ -33,8 +33,9 @@ def tm(row, key):
 class Rows:
     """Look-ups over the rows: the measured ones, and why the others were not measured."""
 
-    def __init__(self, rows):
+    def __init__(self, rows, family="deep"):
         self.all = rows
+        self.family = family
         self.ok = [r for r in rows if not r.get("skipped") and not r.get("error")]
 
     def find(self, table, model, length, beam=None, mode=None):
@@ -60,6 +61,12 @@ class Rows:
 
     def lengths_in(self, table):
         return sorted({r["length"] for r in self.all if r["table"] == table})
+
+
+def plot_path(rows: Rows, table, args):
+    """benchmark_<table>.png, benchmark_<table>_<family>.png for a family other than the default."""
+    suffix = "" if rows.family == "deep" else "_" + rows.family.replace("-", "_")
+    return os.path.join(args.plots, f"benchmark_{table}{suffix}.png")
 
 
 def length_table(rows: Rows, table, title, args, notes):
@@ -141,7 +148,7 @@ def length_plot(rows: Rows, table, title, args):
     axes[0].set_title(f"{title}: time")
     axes[1].set_title(f"{title}: memory (solid: process peak, dashed: step)")
     fig.tight_layout()
-    path = os.path.join(args.plots, f"benchmark_{table}.png")
+    path = plot_path(rows, table, args)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
