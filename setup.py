@@ -7,7 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.8",
+    python_requires=">=3.10",  # torch 2.13 has no wheels for 3.9; only 3.11 is tested
     packages=find_packages(include=["deep_pyramidion", "deep_pyramidion.*"]),
     install_requires=[
         "torch>=2.13,<2.16",  # tested with 2.13.0 (make test) and 2.15.0 (make test-newest)
