@@ -208,3 +208,24 @@ def test_command_line_refuses_overwrite_without_force(sources, converted, tmp_pa
                            ".cli import convert_main; sys.exit(convert_main())", "--help"],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "exit status: 0 ok; 1 bad input" in proc.stdout
+
+
+@pytest.mark.parametrize("source", ["fairseq", "huggingface"])
+def test_converted_folder_loads_with_from_pretrained_as_it_is(converted, source):
+    """OUT_DIR is a model folder as it stands: its dictionary and BPE files are found there, and
+    the hub's beam search gives the hypothesis fairseq's SequenceGenerator gives on the same ids."""
+    from deep_pyramidion.hub import from_pretrained
+
+    folder = converted[source]
+    hub = from_pretrained(str(folder), checkpoint_file="model.pt", cpu=True)
+    assert type(hub.bpe).__name__ == "GPT2BPE"
+    text = " ".join(corpus(1, seed=11)[0].split()[:20])
+    tokens = hub.encode(text)
+    assert hub.decode(tokens) == text                       # the model's own BPE, round trip
+    (summary,) = hub.summarize([text], beam=2, max_len_b=8, min_len=2)
+    model, task = load(folder)
+    gen = SequenceGenerator([model], task.target_dictionary, beam_size=2, max_len_b=8, min_len=2)
+    sample = {"net_input": {"src_tokens": tokens.unsqueeze(0),
+                            "src_lengths": torch.tensor([tokens.numel()])}}
+    expected = hub.decode(gen.generate([model], sample)[0][0]["tokens"])
+    assert summary == " ".join(expected.split())            # summarize() normalises whitespace
