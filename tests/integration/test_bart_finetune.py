@@ -12,21 +12,8 @@ import pytest
 
 from deep_pyramidion.data.cli import preprocess_main
 from deep_pyramidion.eval.cli import score_main
-from tests.support.bart import LONG, SIZES, corpus
+from tests.support.bart import LONG, SIZES, write_splits
 from tests.support.paths import REPO, USER_DIR, console_script
-
-
-def write_splits(folder, seed=3):
-    """Documents longer than the pretrained length (up to 4x), the summary is their first words."""
-    folder.mkdir()
-    sizes = {"train": 40, "dev-0": 6, "test-A": 5}
-    for split, n in sizes.items():
-        docs = corpus(n, seed=seed + len(split), min_words=40, max_words=140)
-        summaries = [" ".join(d.split()[:8]) + " <q> " + " ".join(d.split()[8:14]) for d in docs]
-        (folder / f"{split}.src").write_text("".join(d + "\n" for d in docs))
-        (folder / f"{split}.tgt").write_text("".join(t + "\n" for t in summaries))
-        (folder / f"{split}.ids").write_text("".join(f"{split}-{i}\n" for i in range(n)))
-    return sizes
 
 
 def run(argv, cwd):

@@ -31,6 +31,21 @@ def corpus(n: int, seed: int = 0, min_words: int = 8, max_words: int = 40) -> Li
     return docs
 
 
+def write_splits(folder, seed=3):
+    """Text splits as the prepare scripts write them ({train,dev-0,test-A}.{src,tgt,ids}): documents
+    longer than the pretrained length (up to 4x), the summary is their first words (two sentences
+    joined by the <q> marker); returns {split: documents}."""
+    folder.mkdir()
+    sizes = {"train": 40, "dev-0": 6, "test-A": 5}
+    for split, n in sizes.items():
+        docs = corpus(n, seed=seed + len(split), min_words=40, max_words=140)
+        summaries = [" ".join(d.split()[:8]) + " <q> " + " ".join(d.split()[8:14]) for d in docs]
+        (folder / f"{split}.src").write_text("".join(d + "\n" for d in docs))
+        (folder / f"{split}.tgt").write_text("".join(t + "\n" for t in summaries))
+        (folder / f"{split}.ids").write_text("".join(f"{split}-{i}\n" for i in range(n)))
+    return sizes
+
+
 def run(argv, cwd=None, timeout=900):
     proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
