@@ -87,8 +87,11 @@ test-newest: PYTEST = $(NEWEST_PY) -m pytest
 test-newest: $(NEWEST_VENV)/.install-stamp
 	$(call run_pytest,tests)
 
+# `make demo` trains a small pyramidion from scratch; `make demo PRETRAINED=DIR` fine-tunes the
+# fairseq or Hugging Face BART in DIR instead (scripts/demo.sh, DEMO_PRETRAINED; outputs in demo/bart/).
+PRETRAINED ?=
 demo: install
-	bash scripts/demo.sh
+	$(if $(PRETRAINED),DEMO_PRETRAINED='$(PRETRAINED)' )bash scripts/demo.sh
 
 bench: install
 	$(PY) -m benchmarks.topk
