@@ -192,6 +192,13 @@ def _batches(path: str, size: int = 64) -> Iterator[List[str]]:
 def encode_files(model_path: str, jobs: Sequence[Tuple[str, str]], workers: int = 1) -> List[Counter]:
     """Encode each ``(input, output)`` text file to space-separated pieces, one document per line;
     returns the piece counts of each file."""
+    return _encode_with(_init_worker, (model_path,), _encode_batch, jobs, workers, "")
+
+
+def _encode_with(init, init_args, encode_batch, jobs, workers, what) -> List[Counter]:
+    """Run ``encode_batch`` over every batch of lines of each job's input (in ``workers``
+    processes, each set up by ``init(*init_args)``; here when 1), writing the output lines in
+    order; returns each file's token counts."""
     results = []
     pool = None
     if workers > 1:
@@ -199,20 +206,21 @@ def encode_files(model_path: str, jobs: Sequence[Tuple[str, str]], workers: int 
 
         # fork where it is safe and cheap (Linux); spawn elsewhere (re-imports the package)
         method = "fork" if sys.platform.startswith("linux") else "spawn"
-        pool = multiprocessing.get_context(method).Pool(workers, _init_worker, (model_path,))
+        pool = multiprocessing.get_context(method).Pool(workers, init, init_args)
     else:
-        _init_worker(model_path)
+        init(*init_args)
     try:
         for in_path, out_path in jobs:
             counts: Counter = Counter()
-            mapper = pool.imap(_encode_batch, _batches(in_path)) if pool else map(_encode_batch, _batches(in_path))
+            batches = _batches(in_path)
+            mapper = pool.imap(encode_batch, batches) if pool else map(encode_batch, batches)
             with open(out_path, "w", encoding="utf-8", newline="\n") as out:
                 for lines, batch_counts in mapper:
                     counts.update(batch_counts)
                     for line in lines:
                         out.write(line + "\n")
             results.append(counts)
-            logger.info("encoded %s -> %s", in_path, out_path)
+            logger.info("encoded %s -> %s%s", in_path, out_path, what)
     finally:
         if pool is not None:
             pool.close()
@@ -475,35 +483,11 @@ def encode_files_gpt2(vocab: str, merges: str, jobs: Sequence[Tuple[str, str]], 
     from .gpt2_bpe import BpeError
 
     try:
-        _init_gpt2_worker(vocab, merges)
+        _init_gpt2_worker(vocab, merges)     # here first: a bad BPE file fails before any fork
+        return _encode_with(_init_gpt2_worker, (vocab, merges), _encode_gpt2_batch, jobs,
+                            workers, " (byte-level BPE)")
     except BpeError as err:
         raise DataError(str(err)) from None
-    results = []
-    pool = None
-    if workers > 1:
-        import multiprocessing
-
-        method = "fork" if sys.platform.startswith("linux") else "spawn"
-        pool = multiprocessing.get_context(method).Pool(workers, _init_gpt2_worker, (vocab, merges))
-    try:
-        for in_path, out_path in jobs:
-            counts: Counter = Counter()
-            batches = _batches(in_path)
-            mapper = pool.imap(_encode_gpt2_batch, batches) if pool else map(_encode_gpt2_batch, batches)
-            with open(out_path, "w", encoding="utf-8", newline="\n") as out:
-                for lines, batch_counts in mapper:
-                    counts.update(batch_counts)
-                    for line in lines:
-                        out.write(line + "\n")
-            results.append(counts)
-            logger.info("encoded %s -> %s (byte-level BPE)", in_path, out_path)
-    except BpeError as err:
-        raise DataError(str(err)) from None
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-    return results
 
 
 @dataclass
