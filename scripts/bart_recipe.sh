@@ -66,8 +66,8 @@ fi
 # fairseq-train builds is the converted one, whatever the source's size
 model_flags=()
 if [ -f "$converted/convert.json" ]; then
-  mapfile -t model_flags < <("$PY" -c 'import json, sys
-print("\n".join(json.load(open(sys.argv[1]))["fairseq_train_flags"]))' "$converted/convert.json")
+  converted_model_flags "$converted/convert.json"
+  model_flags=("${MODEL_FLAGS[@]}")
 fi
 if [ -f "$ckpt/train.done" ]; then
   echo "fine-tune: $ckpt/train.done exists, reusing the checkpoints" >&2

@@ -80,8 +80,7 @@ DEMO_SAMPLE="${DEMO_SAMPLE:-1}"
 read -r -a train_extra <<< "${DEMO_TRAIN_ARGS:-}"
 read -r -a gen_extra <<< "${DEMO_GEN_ARGS:-}"
 
-PY="$REPO_ROOT/.venv/bin/python"
-[ -x "$PY" ] || PY="$(command -v python3)"
+PY="$(venv_python)"
 cores="$(nproc 2>/dev/null || echo 1)"
 load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?"; }
 if [ -z "${DEMO_THREADS:-}" ]; then
@@ -228,10 +227,8 @@ EOF
     run_logged "$KEEP_CONVERT" "$(fairseq_bin pyramidion-convert)" "$pretrained" "$converted" \
       --max-source-positions "$DEMO_SOURCE_POSITIONS"
   fi
-  # the converted model's own flags (sizes, positions, schedule), so that the model fairseq-train
-  # builds is the converted one, whatever the source's size (as scripts/bart_recipe.sh does)
-  mapfile -t model_flags < <("$PY" -c 'import json, sys
-print("\n".join(json.load(open(sys.argv[1]))["fairseq_train_flags"]))' "$converted/convert.json")
+  converted_model_flags "$converted/convert.json"
+  model_flags=("${MODEL_FLAGS[@]}")
   step_done
 }
 

@@ -63,3 +63,10 @@ run_or_print() {
     "$@"
   fi
 }
+
+converted_model_flags() {  # converted_model_flags CONVERT_JSON -> global array MODEL_FLAGS
+  # a converted BART's own fairseq-train flags (sizes, positions, schedule), as pyramidion-convert
+  # recorded them, so that the model fairseq-train builds is the converted one
+  mapfile -t MODEL_FLAGS < <("$(venv_python)" -c 'import json, sys
+print("\n".join(json.load(open(sys.argv[1]))["fairseq_train_flags"]))' "$1")
+}
