@@ -11,6 +11,7 @@ resulting token is looked up in the vocabulary. fairseq's ``--bpe gpt2`` does th
 fairseq's dictionaries for BART hold these ids *as strings* ("13", "1250", ...): :meth:`encode_line`
 returns that form, one document per line, for ``fairseq-preprocess``.
 """
+import heapq
 import json
 import logging
 from collections import Counter
@@ -147,24 +148,30 @@ def learn_merges(texts: Iterable[str], merges: int) -> Tuple[List[str], List[Tup
     import regex
 
     alphabet = byte_alphabet()
-    words: Counter = Counter()
+    counted: Counter = Counter()
     for text in texts:
         for word in regex.findall(_WORD_PATTERN, text):
-            words[tuple(alphabet[b] for b in word.encode("utf-8"))] += 1
+            counted[tuple(alphabet[b] for b in word.encode("utf-8"))] += 1
+    words, counts = [list(w) for w in counted], list(counted.values())
+    # pair counts kept up to date merge by merge: only the words holding the merged pair change
+    pairs: Counter = Counter()
+    holders: Dict[Tuple[str, str], set] = {}
+    for index, word in enumerate(words):
+        for pair in zip(word, word[1:]):
+            pairs[pair] += counts[index]
+            holders.setdefault(pair, set()).add(index)
+    heap = [(-count, pair) for pair, count in pairs.items()]  # stale entries skipped when popped
+    heapq.heapify(heap)
     tokens = [alphabet[b] for b in range(256)]
     ranks: List[Tuple[str, str]] = []
-    for _ in range(merges):
-        pairs: Counter = Counter()
-        for word, count in words.items():
-            for pair in zip(word, word[1:]):
-                pairs[pair] += count
-        if not pairs:
-            break
-        best = max(sorted(pairs), key=lambda p: pairs[p])
-        ranks.append(best)
+    while len(ranks) < merges and heap:
+        negative, best = heapq.heappop(heap)
+        if pairs.get(best, 0) != -negative or negative == 0:
+            continue
+        ranks.append(best)                     # most frequent; ties: the smallest pair
         tokens.append(best[0] + best[1])
-        merged: Counter = Counter()
-        for word, count in words.items():
+        for index in sorted(holders.pop(best)):
+            word, count = words[index], counts[index]
             out, i = [], 0
             while i < len(word):
                 if i < len(word) - 1 and (word[i], word[i + 1]) == best:
@@ -173,8 +180,21 @@ def learn_merges(texts: Iterable[str], merges: int) -> Tuple[List[str], List[Tup
                 else:
                     out.append(word[i])
                     i += 1
-            merged[tuple(out)] += count
-        words = merged
+            changed = set()
+            for pair in zip(word, word[1:]):
+                pairs[pair] -= count
+                changed.add(pair)
+                if pair != best:
+                    holders.get(pair, set()).discard(index)
+            for pair in zip(out, out[1:]):
+                pairs[pair] += count
+                changed.add(pair)
+                holders.setdefault(pair, set()).add(index)
+            for pair in changed:
+                if pairs[pair] > 0:
+                    heapq.heappush(heap, (-pairs[pair], pair))
+            words[index] = out
+        pairs.pop(best, None)
     return tokens, ranks
 
 
