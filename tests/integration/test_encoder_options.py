@@ -104,13 +104,18 @@ def test_bad_flags_fail_before_training(options_corpus, flags, needle):
         build_model(options_corpus, *flags)
 
 
+def criterion_sample(task):
+    """A fairseq sample of two documents (300 and 130 tokens) whose target is the decoder input."""
+    tokens, src_lengths, prev = model_inputs(task, [300, 130])
+    return {"net_input": {"src_tokens": tokens, "src_lengths": src_lengths,
+                          "prev_output_tokens": prev},
+            "target": prev, "ntokens": prev.numel()}
+
+
 def test_reconstruction_criterion_refuses_a_model_without_compressed_memory(options_corpus):
     model, task, args = build_model(options_corpus, "--criterion", RECONSTRUCTION)
     criterion = task.build_criterion(args)
-    tokens, src_lengths, prev = model_inputs(task, [300, 130])
-    sample = {"net_input": {"src_tokens": tokens, "src_lengths": src_lengths,
-                            "prev_output_tokens": prev},
-              "target": prev, "ntokens": prev.numel()}
+    sample = criterion_sample(task)
     model.train()
     with pytest.raises(ValueError, match="--memory-compression"):
         criterion(model, sample)
@@ -123,12 +128,8 @@ def test_reconstruction_criterion_adds_the_weighted_term(options_corpus):
         model, task, args = build_model(options_corpus, *flags, "--criterion", RECONSTRUCTION,
                                   "--reconstruction-weight", weight)
         criterion = task.build_criterion(args)
-        tokens, src_lengths, prev = model_inputs(task, [300, 130])
-        sample = {"net_input": {"src_tokens": tokens, "src_lengths": src_lengths,
-                                "prev_output_tokens": prev},
-                  "target": prev, "ntokens": prev.numel()}
         model.train()
-        loss, sample_size, log = criterion(model, sample)
+        loss, sample_size, log = criterion(model, criterion_sample(task))
         losses[weight] = (loss.item(), log["reconstruction_loss"].item(), sample_size)
     (plain, rec, size), (weighted, rec2, _) = losses["0"], losses["2"]
     assert rec == pytest.approx(rec2) and rec > 0
