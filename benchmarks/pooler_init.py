@@ -8,6 +8,8 @@ a small BART pretrained here (fairseq's denoising task on ACLSum's paper bodies:
 weights can be downloaded; tests/support/bart.py makes it the way the tests make theirs), converts
 it to read 4x its pretrained length with each candidate scorer initialisation, and measures:
 
+  first, that the pretrained model did not collapse: per encoder layer, the std of its states over
+    positions / over channels (near 0: every position has the same state; the script stops)
   at initialisation, on ACLSum dev-0 documents at 4x the pretrained length, per pooling layer:
     leader     the largest member weight of an output (1: the output is one real token; 1/M: a
                uniform average), mean over real outputs
@@ -92,8 +94,33 @@ def pretrained_bart(work: Path, sizes: dict, text: Path) -> Path:
     # documents cut to the pretraining length in words: denoising reads tokens_per_sample blocks
     texts = [" ".join(b.split()[i:i + sizes["positions"] // 2])
              for b in bodies for i in range(0, min(len(b.split()), 4000), sizes["positions"] // 2)]
+    # the tests' quick setting (lr 0.003, no warm-up) collapses a 4-layer post-norm BART in a few
+    # hundred updates (every position's state the same after layer 1); BART's own recipe warms up
     return make_fairseq_bart(work, texts=texts, sizes=sizes, updates=sizes["pretrain_updates"],
-                             merges=sizes["merges"], max_tokens=2048, timeout=None)
+                             merges=sizes["merges"], max_tokens=2048, timeout=None,
+                             extra_args=["--lr", "5e-4", "--lr-scheduler", "inverse_sqrt",
+                                         "--warmup-updates", str(sizes["pretrain_updates"] // 6),
+                                         "--clip-norm", "0.1"])
+
+
+def representation_spread(converted: Path, text: Path, sizes: dict) -> list:
+    """Per encoder layer of the pretrained model, within its pretrained length: the std of the
+    states over positions / their std over channels, mean over documents. Near 0 means every
+    position has the same state (a collapsed pretraining), and then no pooler could choose."""
+    import torch
+
+    from deep_pyramidion.hub import from_pretrained
+
+    hub = from_pretrained(str(converted), checkpoint_file="model.pt", cpu=True)
+    model = hub.models[0]
+    model.eval()
+    spreads = []
+    for doc in (text / "dev-0.src").read_text().splitlines()[: sizes["docs"]]:
+        tokens = hub.encode_document(doc)[: sizes["positions"] - 2]
+        with torch.no_grad():
+            states = model.encoder.pyramid(tokens.unsqueeze(0), keep_states=True).states
+        spreads.append([float(s[0].std(dim=0).mean() / s[0].std(dim=1).mean()) for s in states[1:]])
+    return [statistics.mean(layer) for layer in zip(*spreads)]
 
 
 def measure_at_init(converted: Path, text: Path, sizes: dict) -> dict:
@@ -185,6 +212,14 @@ def main(argv=None):
         bart = pretrained_bart(work, sizes, text)
         long = 4 * sizes["positions"]
         rows = []
+        probe = work / "converted-probe"
+        convert(str(bart), str(probe), long, force=True)
+        spread = representation_spread(probe, text, sizes)
+        print("pretrained encoder, state spread over positions per layer: " +
+              ", ".join(f"{v:.3f}" for v in spread), flush=True)
+        if min(spread) < 0.05:
+            raise SystemExit(f"the pretrained model collapsed (spread {min(spread):.4f}): every "
+                             "position has the same state, so no initialisation can be compared")
         for name in [g.strip() for g in args.gains.split(",") if g.strip()]:
             target = work / f"converted-{name}"
             convert(str(bart), str(target), long, force=True, scorer_gain=gain_value(name))
@@ -213,7 +248,8 @@ def main(argv=None):
             print(f"{name:>8}: fine-tuning valid loss " + ", ".join(
                 f"{u}: {loss:.3f}" for u, loss in result["valid_loss"]) +
                 f" ({result['seconds']:.0f} s)", flush=True)
-    meta = {"machine": machine_info("cpu"), "sizes": sizes, "command": " ".join(
+    meta = {"machine": machine_info("cpu"), "sizes": sizes, "pretrained_spread": spread,
+            "command": " ".join(
         ["python -m benchmarks.pooler_init", *(argv if argv is not None else sys.argv[1:])]),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     if args.json:

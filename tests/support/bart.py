@@ -8,7 +8,7 @@ import random
 import shutil
 import subprocess
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from deep_pyramidion.data.gpt2_bpe import Gpt2Bpe, learn_merges, write_bpe_files
 from tests.support.paths import console_script
@@ -56,9 +56,11 @@ def run(argv, cwd=None, timeout=900):
 
 def make_fairseq_bart(root: Path, seed: int = 0, texts: Optional[List[str]] = None,
                       sizes: Optional[dict] = None, updates: int = 20, merges: int = 120,
-                      max_tokens: int = 2048, timeout: Optional[float] = 900) -> Path:
+                      max_tokens: int = 2048, timeout: Optional[float] = 900,
+                      extra_args: Sequence[str] = ()) -> Path:
     """root/fairseq-bart: model.pt, dict.txt, encoder.json, vocab.bpe (fairseq's BART layout),
-    pretrained for ``updates`` denoising updates on ``texts`` (default: a generated corpus)."""
+    pretrained for ``updates`` denoising updates on ``texts`` (default: a generated corpus).
+    ``extra_args`` go last on fairseq-train's command line (they override, e.g. ``--lr``)."""
     texts = texts or corpus(200, seed)
     tokens, ranks = learn_merges(texts, merges=merges)
     src = root / "fairseq-bart"
@@ -89,7 +91,8 @@ def make_fairseq_bart(root: Path, seed: int = 0, texts: Optional[List[str]] = No
          "--cpu", "--save-dir", str(root / "fairseq-bart-train"), "--no-epoch-checkpoints",
          "--num-workers", "0", "--log-format", "simple", "--log-interval", "10",
          # text packed into blocks of tokens_per_sample, whatever the line lengths
-         "--sample-break-mode", "none", "--ddp-backend", "legacy_ddp"], timeout=timeout)
+         "--sample-break-mode", "none", "--ddp-backend", "legacy_ddp", *extra_args],
+        timeout=timeout)
     shutil.copyfile(root / "fairseq-bart-train" / "checkpoint_last.pt", src / "model.pt")
     shutil.copyfile(data / "dict.txt", src / "dict.txt")
     return src
