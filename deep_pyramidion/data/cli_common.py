@@ -13,9 +13,12 @@ Exit codes (each CLI's ``--help`` lists the ones it uses):
     141  stdout was closed early (``| head``): the command stops quietly, as other Unix tools do
 """
 
+import contextlib
+import logging
 import os
 import sys
 import textwrap
+import warnings
 from typing import Callable, List, Optional
 
 from deep_pyramidion.errors import PyramidionError
@@ -62,12 +65,39 @@ def _silence_stdout() -> None:
         pass
 
 
+@contextlib.contextmanager
+def _logging_as_found():
+    """A command configures logging for its process (handlers on the root logger, levels, warning
+    filters). Called from Python instead (a test, a notebook, a script of the user's) it must leave
+    the caller's logging as it found it: a handler left behind would keep writing to a stream the
+    caller has since closed or redirected."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: lg.level for name, lg in logging.root.manager.loggerDict.items()
+              if isinstance(lg, logging.Logger)}
+    with warnings.catch_warnings():
+        try:
+            yield
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+            for name, lg in list(logging.root.manager.loggerDict.items()):
+                if isinstance(lg, logging.Logger):
+                    lg.setLevel(levels.get(name, logging.NOTSET))
+
+
 def run_cli(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None,
             mismatch: tuple = ()) -> int:
     """Run ``main(argv)`` and turn the expected failures into an exit code and one line:
     any deep_pyramidion.errors.PyramidionError (DataError, CheckpointError, ConfigError, ...) -> 1
     (an exception in ``mismatch`` -> 3), an OS error (disk full, permission) -> 1,
-    Ctrl-C -> 130, a closed stdout -> 141 (quietly). Anything else is a bug and keeps its traceback."""
+    Ctrl-C -> 130, a closed stdout -> 141 (quietly). Anything else is a bug and keeps its traceback.
+    The caller's logging is as it was when this returns."""
+    with _logging_as_found():
+        return _run(main, argv, mismatch)
+
+
+def _run(main, argv, mismatch) -> int:
     try:
         return main(argv)
     except BrokenPipeError:

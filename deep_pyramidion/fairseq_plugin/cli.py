@@ -27,9 +27,13 @@ convert_logger = logging.getLogger("pyramidion-convert")
 
 # ---------------------------------------------------------------------------------- shared
 def _logging(verbose: bool = False) -> None:
+    # fairseq's import already pointed the root logger at stdout, where the summaries go: replace
+    # its handlers (removed, not closed: run_cli gives a Python caller its own back afterwards)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
-                        force=True)  # fairseq's import already configured the root logger
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not verbose:
         warnings.filterwarnings("ignore", message=".*pin_memory.*")
     for name in ("deep_pyramidion", logger.name, highlight_logger.name, convert_logger.name):

@@ -4,6 +4,7 @@ import logging
 import pytest
 import torch
 
+from deep_pyramidion import config
 from deep_pyramidion.modules import ATTENTION_PATTERNS
 from tests.support.corpus import copy_task
 from tests.support.models import build_model, right_padded_batch, training_args
@@ -136,7 +137,9 @@ def test_bad_flags_fail_before_training(data_bin, flags, needle):
         build(data_bin, *flags)
 
 
-def test_warns_about_a_pooler_that_training_never_activates(data_bin, caplog):
+def test_warns_about_a_pooler_that_training_never_activates(data_bin, caplog, monkeypatch):
+    # the warning is said once per process: forget what earlier tests in this process were told
+    monkeypatch.setattr(config, "_warned", set())
     with caplog.at_level(logging.WARNING):
         build(data_bin, "--enc-layers-and-token-width", "{0: 2048, 1: 512}",
               max_source_positions=1024)

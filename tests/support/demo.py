@@ -1,5 +1,6 @@
 """scripts/demo.sh (`make demo`) from the e2e tests: the command line the Makefile runs, a run with
 DEMO_* settings, and what to look for in its console and in the files it wrote."""
+import os
 import re
 import shutil
 import subprocess
@@ -18,8 +19,11 @@ def make_demo_command(pretrained: Optional[str] = None) -> Optional[str]:
     runs nothing, so the venv is not rebuilt); None when there is no make."""
     if shutil.which("make") is None:
         return None
-    argv = ["make", "-n", "demo"] + ([f"PRETRAINED={pretrained}"] if pretrained else [])
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    argv = ["make", "--no-print-directory", "-n", "demo"] + ([f"PRETRAINED={pretrained}"] if pretrained else [])
+    # under `make test` the environment says "make level 1", which makes a nested make print
+    # "Entering/Leaving directory" lines: run it as a user's own make would run
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()[-1]
 
