@@ -8,6 +8,10 @@ PIP    := $(PY) -m pip
 # The CPU build of torch on this machine's disk; a bare `torch` requirement would pull a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+# `make test` runs the suite in this many pytest workers (pytest-xdist), a test file per worker at a
+# time: most tests wait on one single-threaded fairseq process, so two workers on two cores take
+# about half the time of one. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: all install test test-fast demo bench gpu-check gpu-wheels clean-venv
 
@@ -43,12 +47,14 @@ install: $(VENV)/.install-stamp
 # pytest exits 5 when it collected nothing; that is a failure here, not a pass.
 PYTEST = $(PY) -m pytest
 define run_pytest
-	@$(PYTEST) $(1) $(PYTEST_ARGS); rc=$$?; \
+	@$(PYTEST) $(1) $(2) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests in $(1): failing" >&2; exit 1; fi; exit $$rc
 endef
 
+WORKER_ARGS = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+
 test: install
-	$(call run_pytest,tests)
+	$(call run_pytest,tests,$(WORKER_ARGS))
 
 test-fast: install
 	$(call run_pytest,tests/unit)
@@ -85,7 +91,7 @@ $(NEWEST_VENV)/.install-stamp: $(NEWEST_VENV)/.fairseq-stamp setup.py
 
 test-newest: PYTEST = $(NEWEST_PY) -m pytest
 test-newest: $(NEWEST_VENV)/.install-stamp
-	$(call run_pytest,tests)
+	$(call run_pytest,tests,$(WORKER_ARGS))
 
 # `make demo` trains a small pyramidion from scratch; `make demo PRETRAINED=DIR` fine-tunes the
 # fairseq or Hugging Face BART in DIR instead (scripts/demo.sh, DEMO_PRETRAINED; outputs in demo/bart/).

@@ -28,7 +28,7 @@ setup(
         # triton for the kernels' CPU-interpreter tests (TRITON_INTERPRET=1); wheels exist for
         # Linux x86_64 only, elsewhere those tests skip
         # transformers: the Hugging Face BART the converter is tested against
-        "test": ["pytest", "hypothesis", "aclsum", "transformers",
+        "test": ["pytest", "pytest-xdist", "hypothesis", "aclsum", "transformers",
                  'triton; platform_system == "Linux" and platform_machine == "x86_64"'],
         # benchmarks/ (python -m benchmarks): the Hugging Face LED peer and the plots
         "bench": ["transformers", "matplotlib"],

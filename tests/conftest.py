@@ -16,6 +16,21 @@ from tests.support.fairseq_runs import LONG_DOC_TOKENS, SMALL_MODEL, SPLIT_SIZES
 # one running the tests, not from .venv (make test-newest runs them with .venv-newest)
 os.environ.setdefault("DEEP_PYRAMIDION_VENV", sys.prefix)
 
+# Under `make test` (pytest-xdist, one worker per core) each worker and the fairseq processes it
+# starts use one thread: two workers each spinning two OpenMP threads on two cores slow each
+# other down. Set before torch is imported, which reads it once.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files holding a slow test run first: `make test` hands whole files to its two workers
+    in this order, and a minutes-long file started last would leave one worker idle meanwhile."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: the rest keep their order
+
 
 def _summaries_corpus(root: Path, seed=0):
     """Documents of 100-1200 random words (so chunking and the 512-wide pooler both engage);

@@ -4,6 +4,8 @@ cannot rot between the sessions that are lent a GPU; and the budget stops steps 
 import json
 import subprocess
 
+import pytest
+
 from tests.support.paths import REPO
 
 STEPS = ["environment", "topk_kernels", "model_triton", "fairseq_train_bf16", "bench_topk_float32",
@@ -15,6 +17,7 @@ def run(*args):
                           capture_output=True, text=True, timeout=1200)
 
 
+@pytest.mark.slow
 def test_dry_run_runs_every_step_and_writes_the_summary(tmp_path):
     out = tmp_path / "gpu"
     proc = run("--dry-run", str(out))

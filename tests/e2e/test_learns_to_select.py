@@ -1,9 +1,9 @@
 """The paper's claim in miniature: the trainable top-k learns to keep the few tokens that matter.
 
-Task: 1024 source tokens, 1008 of them filler (FILLERS random types) and 16 "marked" tokens at
+Task: 512 source tokens, 496 of them filler (FILLERS random types) and 16 "marked" tokens at
 random positions, one per target slot (slot i's marked token is one of VALUES tokens ``m<i>_<v>``,
 so it says both where it goes and what it is). The target is the 16 marked tokens in document
-order. The encoder pools 1024 -> 64 after its first layer: a model that does not keep the marked
+order. The encoder pools 512 -> 32 after its first layer: a model that does not keep the marked
 tokens cannot know them.
 
 Two identical models train for the same updates on the same batches: one with the trainable
@@ -26,9 +26,11 @@ from deep_pyramidion.modules.poolers.topk import SCORE_EPS
 from deep_pyramidion.topk import successive_halving_topk
 from tests.support.models import build_model
 
-N, SLOTS, VALUES, FILLERS, WIDTH = 1024, 16, 8, 4, 64
-# the trainable model keeps every marked token after ~450 updates (seed 1); the margin is for
-# other seeds and torch versions
+N, SLOTS, VALUES, FILLERS, WIDTH = 512, 16, 8, 4, 32
+# The trainable model (seed 1) keeps every marked token and decodes the whole target after 350
+# updates; 600 is the margin for other torch versions. Learning starts suddenly and the moment
+# depends on the seed: seed 3 keeps 9% at 350 updates and 78% at 600. (At 1024 -> 64, the
+# earlier setting, seed 1 needed ~450 updates, in 1.5x the time.)
 BATCH, UPDATES = 16, 600
 
 

@@ -72,7 +72,8 @@ def state():
 report = {"after_import": state()}
 patches.revert_all()
 report["after_revert"] = state()
-report["safe_globals_restored"] = list(torch.serialization.get_safe_globals()) == safe_globals
+# torch keeps its allowlist in a set: compare contents, not the order it lists them in
+report["safe_globals_restored"] = set(torch.serialization.get_safe_globals()) == set(safe_globals)
 report["applied_again"] = [p.name for p in patches.apply_all()]
 report["after_apply"] = state()
 patches.revert_all()

@@ -4,6 +4,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.paths import USER_DIR
 from tests.support.fairseq_runs import LONG_DOC_TOKENS, SPLIT_SIZES, run, seed_command
 from tests.support.corpus import fairseq_cli
@@ -22,6 +24,7 @@ def test_seed_training_command(seed_run):
     assert "layer 0 keeps 2048 tokens" in log
 
 
+@pytest.mark.slow  # beam 16 up to 966 tokens, as the seed's command line says
 def test_seed_generation_command_reads_long_inputs(seed_run):
     work = seed_run["work"]
     argv = seed_command("generate", seed_run["data"], ckpt=seed_run["ckpt"], spm_model=seed_run["spm"])
