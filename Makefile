@@ -8,9 +8,10 @@ PIP    := $(PY) -m pip
 # The CPU build of torch on this machine's disk; a bare `torch` requirement would pull a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
-# `make test` runs the suite in this many pytest workers (pytest-xdist), a test file per worker at a
-# time: most tests wait on one single-threaded fairseq process, so two workers on two cores take
-# about half the time of one. TEST_WORKERS=0 runs it in one process.
+# `make test` runs the suite in this many pytest workers (pytest-xdist; a worker that runs out takes
+# tests from the other, so the minutes-long ones do not end up queued on one): most tests wait on
+# one single-threaded fairseq process, so two workers on two cores take about 60% of the time of
+# one (24 -> 15 min here before work stealing). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 
 .PHONY: all install test test-fast demo bench gpu-check gpu-wheels clean-venv
@@ -51,7 +52,7 @@ define run_pytest
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests in $(1): failing" >&2; exit 1; fi; exit $$rc
 endef
 
-WORKER_ARGS = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+WORKER_ARGS = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist worksteal)
 
 test: install
 	$(call run_pytest,tests,$(WORKER_ARGS))

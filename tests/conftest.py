@@ -26,8 +26,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The files holding a slow test run first: `make test` hands whole files to its two workers
-    in this order, and a minutes-long file started last would leave one worker idle meanwhile."""
+    """The files holding a slow test run first: a minutes-long test started last would leave the
+    other `make test` worker idle meanwhile."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: the rest keep their order
 
