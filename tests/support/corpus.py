@@ -50,25 +50,3 @@ def copy_task(root: Path, sizes=(64, 8, 6), src_len=(40, 200), vocab=50, seed=0)
             pairs.append((source, source[:8]))
         write_split(raw, split, pairs)
     return binarize(raw, root / "bin")
-
-
-def marker_task(root: Path, sizes=(2000, 64, 32), src_len=1024, target_len=16, vocab=200,
-                marker="MARK", seed=0) -> Path:
-    """The paper's claim in miniature: the target is the ``target_len`` tokens after ``marker``.
-
-    The marked span sits at a random position of a ``src_len``-token document of random words;
-    only a model that keeps the marked tokens through pooling can reproduce the target.
-    """
-    rng = random.Random(seed)
-    raw = root / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for split, size in zip(SPLITS, sizes):
-        pairs = []
-        for _ in range(size):
-            source = [f"w{rng.randrange(vocab)}" for _ in range(src_len - 1)]
-            start = rng.randrange(0, src_len - target_len - 1)
-            target = source[start:start + target_len]
-            source.insert(start, marker)
-            pairs.append((source, target))
-        write_split(raw, split, pairs)
-    return binarize(raw, root / "bin")
