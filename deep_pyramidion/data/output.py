@@ -77,6 +77,22 @@ def same_or_inside(path: str, folder: str) -> bool:
         return False
 
 
+def check_output_folder(flag: str, path: str, inputs: Iterable[Tuple[str, Optional[str]]] = ()) -> None:
+    """The one rule for a folder a command replaces, checked before any work: refuse an empty
+    path (an unset shell variable), the current directory or a folder holding it, the file
+    system's root, the home folder, and a folder that is or holds one of the ``inputs``.
+    (Foreign files inside the folder are refused by :class:`StagedDir`.)"""
+    if path is None or not str(path).strip():
+        raise DataError(f"{flag}: empty path (an unset variable?); name the output folder")
+    real = os.path.realpath(path)
+    if same_or_inside(os.getcwd(), real):
+        raise DataError(f"{flag} {path}: is the current directory or holds it; refusing to "
+                        f"replace it: name a folder of its own")
+    if real == os.path.dirname(real) or real == os.path.realpath(os.path.expanduser("~")):
+        raise DataError(f"{flag} {path}: refusing to replace {real}")
+    check_not_overlapping(flag, path, inputs)
+
+
 def check_not_overlapping(out_flag: str, out: str, inputs: Iterable[Tuple[str, Optional[str]]]) -> None:
     """Refuse an output folder/file that is an input, or that holds an input (replacing the
     output would delete it). ``inputs`` are ``(flag, path)`` pairs; None paths are ignored."""
@@ -101,6 +117,7 @@ class StagedDir:
     """
 
     def __init__(self, final: str, owned: Callable[[str], bool], flag: str = "--out"):
+        check_output_folder(flag, final)
         self.flag = flag
         self.given = final
         self.final = os.path.realpath(final)  # a symlinked folder: build next to its target

@@ -27,7 +27,8 @@ from typing import List, Optional
 
 import torch
 
-from deep_pyramidion.data.output import StagedDir
+from deep_pyramidion.data.io import DataError
+from deep_pyramidion.data.output import StagedDir, check_output_folder, owned_by, same_or_inside
 from deep_pyramidion.fairseq_plugin.bart import (
     ConversionError, PretrainedBart, mapped_weights, read_bart, reconcile_dictionary, summary,
     write_dictionary,
@@ -39,6 +40,9 @@ FAMILIES = ("pyramidion_bart_base", "pyramidion_bart_large")
 # Scorer initialisation: logits w.h + b with w ~ N(0, (gain / sqrt(D))^2) have a std of about
 # ``gain`` over BART's layer-normed states (per-channel variance ~1); see init_poolers.
 SCORER_GAIN = 4.0
+# what OUT_DIR holds after a conversion: --force replaces a folder of these and nothing else
+CONVERTED_FILES = owned_by(names=("model.pt", "dict.txt", "dict.src.txt", "dict.tgt.txt",
+                                  "encoder.json", "vocab.bpe", "convert.json"))
 
 
 def convert(src_dir: str, out_dir: str, max_source_positions: int, arch: Optional[str] = None,
@@ -46,8 +50,8 @@ def convert(src_dir: str, out_dir: str, max_source_positions: int, arch: Optiona
             vocab_bpe: Optional[str] = None, schedule: Optional[str] = None,
             seed: int = 1, scorer_gain: float = None) -> dict:
     """Convert and write OUT_DIR; returns the report written to OUT_DIR/convert.json."""
-    src_dir, out_dir = os.path.abspath(src_dir), os.path.abspath(out_dir)
     _check_places(src_dir, out_dir, force)
+    src_dir, out_dir = os.path.abspath(src_dir), os.path.abspath(out_dir)
     if not isinstance(max_source_positions, int) or max_source_positions < 1:
         raise ConversionError(f"--max-source-positions must be a positive integer, got "
                               f"{max_source_positions!r}")
@@ -68,7 +72,7 @@ def convert(src_dir: str, out_dir: str, max_source_positions: int, arch: Optiona
     logger.info("%s (%s)", summary(bart), src_dir)
 
     # built beside OUT_DIR, swapped in when complete (a failure leaves OUT_DIR as it was)
-    with StagedDir(out_dir, lambda name: True, "OUT_DIR") as staging:
+    with StagedDir(out_dir, CONVERTED_FILES, "OUT_DIR") as staging:
         for name in ("dict.txt", "dict.src.txt", "dict.tgt.txt"):
             write_dictionary(symbols, os.path.join(staging, name))
         for name, path in bart.bpe_files.items():
@@ -98,9 +102,12 @@ def convert(src_dir: str, out_dir: str, max_source_positions: int, arch: Optiona
 
 
 def _check_places(src_dir: str, out_dir: str, force: bool) -> None:
-    real_src, real_out = os.path.realpath(src_dir), os.path.realpath(out_dir)
-    if real_src == real_out or real_out.startswith(real_src + os.sep) \
-            or real_src.startswith(real_out + os.sep):
+    # the shared rule: no empty path, not the current directory, not a folder holding SRC_DIR
+    try:
+        check_output_folder("OUT_DIR", out_dir, [("SRC_DIR", src_dir)])
+    except DataError as err:
+        raise ConversionError(str(err)) from None
+    if same_or_inside(out_dir, src_dir):
         raise ConversionError(f"SRC_DIR {src_dir} and OUT_DIR {out_dir} overlap: writing one "
                               "would destroy the other; choose another OUT_DIR")
     if os.path.exists(out_dir):

@@ -4,6 +4,7 @@ Within the pretrained length, with no pooling active, the converted pyramidion c
 BART computes; the encoder's positions are extended LED's way; bad sources are refused with a
 message naming the file."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from fairseq.sequence_generator import SequenceGenerator
 
 import deep_pyramidion.fairseq_plugin  # noqa: F401  (registers the model)
 from deep_pyramidion.data.gpt2_bpe import Gpt2Bpe
+from deep_pyramidion.data.io import DataError
 from deep_pyramidion.fairseq_plugin.bart import ConversionError, extend_positions
 from deep_pyramidion.fairseq_plugin.convert import convert
 from tests.support.bart import LONG, SIZES, corpus
@@ -208,6 +210,30 @@ def test_command_line_refuses_overwrite_without_force(sources, converted, tmp_pa
                            ".cli import convert_main; sys.exit(convert_main())", "--help"],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "exit status: 0 ok; 1 bad input" in proc.stdout
+
+
+def test_force_never_replaces_the_current_directory_or_foreign_files(sources, tmp_path):
+    """`pyramidion-convert SRC "$UNSET" --force` once replaced the current directory with the
+    model; an empty OUT_DIR, the current directory and a folder of someone else's files are
+    refused with one line, and nothing is touched."""
+    cli = console_script("pyramidion-convert")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    for out in ("", ".", str(work)):
+        proc = subprocess.run([cli, str(sources["fairseq"]), out, "--force",
+                               "--max-source-positions", str(LONG)],
+                              capture_output=True, text=True, cwd=work)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith("error: OUT_DIR")
+        assert "Traceback" not in proc.stderr
+        assert sorted(os.listdir(work)) == ["notes.txt"]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("mine")
+    with pytest.raises(DataError, match="did not write"):
+        convert(str(sources["fairseq"]), str(foreign), LONG, force=True)
+    assert sorted(os.listdir(foreign)) == ["thesis.tex"]
 
 
 @pytest.mark.parametrize("source", ["fairseq", "huggingface"])
