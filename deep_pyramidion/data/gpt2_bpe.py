@@ -49,9 +49,9 @@ class Gpt2Bpe:
     def __init__(self, vocab_path: str, merges_path: str):
         import regex  # fairseq's dependency too; only the BPE needs it
 
-        self.vocab = _read_vocab(vocab_path)
+        self.vocab = read_vocab(vocab_path)
         self.id_to_token = {i: t for t, i in self.vocab.items()}
-        self.ranks = _read_merges(merges_path)
+        self.ranks = read_merges(merges_path)
         self.byte_to_char = byte_alphabet()
         self.char_to_byte = {c: b for b, c in self.byte_to_char.items()}
         self.pattern = regex.compile(_WORD_PATTERN)
@@ -105,7 +105,8 @@ class Gpt2Bpe:
         return data.decode("utf-8", errors="replace")
 
 
-def _read_vocab(path: str) -> Dict[str, int]:
+def read_vocab(path: str) -> Dict[str, int]:
+    """encoder.json / vocab.json: token string -> integer id; BpeError naming the file."""
     try:
         with open(path, encoding="utf-8") as handle:
             vocab = json.load(handle)
@@ -119,7 +120,8 @@ def _read_vocab(path: str) -> Dict[str, int]:
     return vocab
 
 
-def _read_merges(path: str) -> Dict[Tuple[str, str], int]:
+def read_merges(path: str) -> Dict[Tuple[str, str], int]:
+    """vocab.bpe / merges.txt: (first, second) -> rank; BpeError naming the file and line."""
     ranks = {}
     try:
         with open(path, encoding="utf-8") as handle:

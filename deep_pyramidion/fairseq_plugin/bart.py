@@ -14,6 +14,13 @@ silently. Facts this relies on (../shared/design.md section 6):
 - Key names: Hugging Face's ``model.encoder.layers.N.self_attn.q_proj`` is fairseq's
   ``encoder.layers.N.self_attn.q_proj``; ``model.shared`` / ``lm_head`` are the shared embedding;
   ``final_logits_bias`` has no fairseq counterpart.
+
+Every input is read and checked against the weights before anything is written (one line naming
+the file and the key when it is refused): the configuration's sizes (positive integers that agree
+with the tensors), every tensor (finite, of the shape its name implies), the BPE files (parsed, ids
+within the embedding rows, every merge made of vocabulary tokens), the files themselves (a symbolic
+link that leads out of SRC_DIR is refused: its target would end up in OUT_DIR), and the kind of
+model (a folder that already holds a converted pyramidion is not a BART).
 """
 import json
 import logging
@@ -24,6 +31,7 @@ from typing import Dict, List
 
 import torch
 
+from deep_pyramidion.data.gpt2_bpe import BpeError, read_merges, read_vocab
 from deep_pyramidion.errors import PyramidionError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +54,13 @@ LAYER_PARTS = {
                 "encoder_attn.v_proj", "encoder_attn.out_proj", "encoder_attn_layer_norm", "fc1",
                 "fc2", "final_layer_norm"),
 }
+
+
+# the files of SRC_DIR that are read (and, for the BPE files, copied into OUT_DIR)
+SOURCE_FILES = ("model.pt", "dict.txt", "encoder.json", "vocab.bpe", "config.json",
+                "model.safetensors", "pytorch_model.bin", "vocab.json", "merges.txt")
+# what the converter adds: a source holding any of these is a converted pyramidion, not a BART
+PYRAMIDION_PREFIXES = ("encoder.poolers.", "encoder.attention_pattern.")
 
 
 class ConversionError(PyramidionError):
@@ -73,6 +88,11 @@ def detect(src_dir: str) -> str:
     if not os.path.isdir(src_dir):
         raise ConversionError(f"{src_dir}: no such folder")
     names = set(os.listdir(src_dir))
+    if "convert.json" in names:
+        raise ConversionError(
+            f"{src_dir}: holds convert.json, so it is a pyramidion this converter wrote, not a "
+            "BART; fine-tune it as it is (fairseq-train --finetune-from-model "
+            f"{os.path.join(src_dir, 'model.pt')}) or convert the original BART again")
     if {"model.pt", "dict.txt"} <= names:
         return "fairseq"
     if "config.json" in names:
@@ -84,10 +104,36 @@ def detect(src_dir: str) -> str:
 
 
 def read_bart(src_dir: str) -> PretrainedBart:
+    """The BART of ``src_dir``, every file read and checked (see the module's docstring); the BPE
+    files are checked by :func:`check_bpe_files` once the caller has settled which ones to use."""
     kind = detect(src_dir)
+    check_links(src_dir)
     bart = read_fairseq_bart(src_dir) if kind == "fairseq" else read_hf_bart(src_dir)
     check_layers(bart)
+    check_finite(bart)
     return bart
+
+
+def check_links(src_dir: str) -> None:
+    """A file of SRC_DIR that is a symbolic link must stay inside SRC_DIR: the BPE files are copied
+    into OUT_DIR, so a link to anywhere would carry any file of the machine along. One exception:
+    a snapshot folder of Hugging Face's cache (``.../snapshots/<revision>``) links its files to the
+    ``blobs`` folder beside ``snapshots``, which is part of the same download."""
+    root = os.path.realpath(src_dir)
+    allowed = [root]
+    parent = os.path.dirname(root)
+    if os.path.basename(parent) == "snapshots":
+        allowed.append(os.path.join(os.path.dirname(parent), "blobs"))
+    for name in SOURCE_FILES:
+        path = os.path.join(src_dir, name)
+        if not os.path.islink(path):
+            continue
+        target = os.path.realpath(path)
+        if not any(target == top or target.startswith(top.rstrip(os.sep) + os.sep)
+                   for top in allowed):
+            raise ConversionError(
+                f"{path}: a symbolic link to {target}, outside {src_dir}; copy the file into the "
+                "folder (cp -L) if it belongs to this model")
 
 
 # ---------------------------------------------------------------------------------- fairseq
@@ -99,10 +145,12 @@ def read_fairseq_bart(src_dir: str) -> PretrainedBart:
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise ConversionError(f"{path}: not a fairseq checkpoint (no 'model' state dict)")
     weights = dict(state["model"])
+    model_cfg = _fairseq_model_cfg(state, path)
+    _refuse_pyramidion(path, weights, str(model_cfg.get("arch") or model_cfg.get("_name") or ""))
     missing = [k for k in REQUIRED if k not in weights]
     if missing:
         raise ConversionError(f"{path}: not a BART checkpoint; missing {', '.join(missing)}")
-    model_cfg = _fairseq_model_cfg(state, path)
+    _check_tensor_types(path, weights)
     notes = []
     for key in [k for k in weights if k.startswith("classification_heads.")]:
         notes.append(f"{key}: a classification head, not part of a summarizer; left out")
@@ -111,14 +159,18 @@ def read_fairseq_bart(src_dir: str) -> PretrainedBart:
     weights.pop("encoder.embed_tokens.weight")
     embed = weights.pop("decoder.embed_tokens.weight")
     weights["embed_tokens"] = embed
-    sizes = _sizes_from_weights(weights)
-    for ours, theirs in (("encoder_attention_heads", "encoder_attention_heads"),
-                         ("decoder_attention_heads", "decoder_attention_heads")):
-        value = model_cfg.get(theirs)
-        if not isinstance(value, int):
-            raise ConversionError(f"{path}: its configuration does not say {theirs}")
-        sizes[ours] = value
+    sizes = _sizes_from_weights(weights, path)
+    for key in ("encoder_attention_heads", "decoder_attention_heads"):
+        if model_cfg.get(key) is None:
+            raise ConversionError(f"{path}: its configuration does not say {key}")
+    _check_config_sizes(f"{path} (its model configuration)", model_cfg, weights, sizes,
+                        FAIRSEQ_CONFIG_KEYS, unset_allowed=True)
+    for key in ("encoder_attention_heads", "decoder_attention_heads"):
+        sizes[key] = model_cfg[key]
     sizes["activation_fn"] = model_cfg.get("activation_fn", "gelu")
+    if sizes["activation_fn"] not in ACTIVATIONS:
+        raise ConversionError(f"{path}: activation_fn {sizes['activation_fn']!r} is not one of "
+                              f"fairseq's ({', '.join(ACTIVATIONS)})")
     for flag, bart_value in (("encoder_normalize_before", False), ("decoder_normalize_before", False),
                              ("no_scale_embedding", True), ("layernorm_embedding", True)):
         if model_cfg.get(flag, bart_value) != bart_value:
@@ -179,6 +231,8 @@ def read_hf_bart(src_dir: str) -> PretrainedBart:
             config = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConversionError(f"{config_path}: not a JSON configuration ({err})") from None
+    except OSError as err:
+        raise ConversionError(f"{config_path}: cannot read it ({err.strerror})") from None
     if not isinstance(config, dict) or config.get("model_type") != "bart":
         kind = config.get("model_type") if isinstance(config, dict) else type(config).__name__
         raise ConversionError(f"{config_path}: model_type is {kind!r}, not 'bart'; only BART "
@@ -187,6 +241,9 @@ def read_hf_bart(src_dir: str) -> PretrainedBart:
         if config.get(flag):
             raise ConversionError(f"{config_path}: {flag} is true (an mBART?); BART has none")
     raw = _load_hf_weights(src_dir)
+    _refuse_pyramidion(src_dir, {k[len("model."):] if k.startswith("model.") else k: v
+                                 for k, v in raw.items()}, "")
+    _check_tensor_types(src_dir, raw)
     prefix = next((p for p in _HF_PREFIXES if f"{p}encoder.layernorm_embedding.weight" in raw), None)
     if prefix is None:
         raise ConversionError(f"{src_dir}: the weights hold no encoder.layernorm_embedding: not a "
@@ -199,6 +256,10 @@ def read_hf_bart(src_dir: str) -> PretrainedBart:
                 or name == "lm_head.weight":
             tied[name] = tensor
         elif name == "final_logits_bias":
+            if not torch.isfinite(tensor).all():
+                raise ConversionError(
+                    f"{src_dir}: final_logits_bias holds {_non_finite(tensor)}: the weights are "
+                    "damaged")
             if tensor.abs().max() > 0:
                 raise ConversionError(
                     f"{src_dir}: final_logits_bias is not zero; fairseq's output projection has no "
@@ -220,17 +281,22 @@ def read_hf_bart(src_dir: str) -> PretrainedBart:
     missing = [k for k in REQUIRED if k not in weights and k != "encoder.embed_tokens.weight"]
     if missing:
         raise ConversionError(f"{src_dir}: not a BART; missing {', '.join(missing)}")
-    sizes = _sizes_from_weights(weights)
-    for ours, theirs in (("encoder_attention_heads", "encoder_attention_heads"),
-                         ("decoder_attention_heads", "decoder_attention_heads")):
-        if not isinstance(config.get(theirs), int):
-            raise ConversionError(f"{config_path}: no integer {theirs}")
-        sizes[ours] = config[theirs]
+    sizes = _sizes_from_weights(weights, src_dir)
+    for key in ("encoder_attention_heads", "decoder_attention_heads"):
+        if key not in config:
+            raise ConversionError(f"{config_path}: {key} is missing; a BART config names it")
+    _check_config_sizes(config_path, config, weights, sizes, HF_CONFIG_KEYS)
+    for key in ("encoder_attention_heads", "decoder_attention_heads"):
+        sizes[key] = config[key]
+    activation = config.get("activation_function", "gelu")
     sizes["activation_fn"] = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_accurate",
-                              "tanh": "tanh"}.get(config.get("activation_function", "gelu"))
+                              "tanh": "tanh"}.get(activation) if isinstance(activation, str) else None
     if sizes["activation_fn"] is None:
         raise ConversionError(f"{config_path}: activation_function "
                               f"{config.get('activation_function')!r} has no fairseq counterpart")
+    if not isinstance(config.get("scale_embedding", False), bool):
+        raise ConversionError(f"{config_path}: scale_embedding is "
+                              f"{config.get('scale_embedding')!r}; expected true or false")
     sizes["no_scale_embedding"] = not config.get("scale_embedding", False)
     for key, expected in (("pad_token_id", 1), ("bos_token_id", 0), ("eos_token_id", 2)):
         if config.get(key, expected) != expected:
@@ -241,7 +307,7 @@ def read_hf_bart(src_dir: str) -> PretrainedBart:
     bpe = {}
     if os.path.isfile(vocab_path) and os.path.isfile(merges_path):
         bpe = {"encoder.json": vocab_path, "vocab.bpe": merges_path}
-        symbols = _hf_symbols(vocab_path, weights["embed_tokens"].size(0))
+        symbols = _hf_symbols(vocab_path, weights["embed_tokens"].size(0))   # checks the ids
     else:
         notes.append(f"{src_dir} holds no vocab.json + merges.txt: the dictionary names every id "
                      "by its number; pass the BPE files to scripts/preprocess.py later")
@@ -276,18 +342,15 @@ def _load_hf_weights(src_dir: str) -> Dict[str, torch.Tensor]:
 
 
 def _hf_symbols(vocab_path: str, rows: int) -> List[str]:
-    with open(vocab_path, encoding="utf-8") as handle:
-        try:
-            vocab = json.load(handle)
-        except json.JSONDecodeError as err:
-            raise ConversionError(f"{vocab_path}: not JSON ({err})") from None
-    if not isinstance(vocab, dict):
-        raise ConversionError(f"{vocab_path}: expected a JSON object token -> id")
+    """fairseq's symbol of every Hugging Face id from 4 to ``rows - 1``; vocab.json is refused
+    when its ids do not fit the embeddings (an id with no row would crash the model at run time)."""
+    vocab = _read_bpe_vocab(vocab_path)
+    _check_ids_fit(vocab_path, vocab, rows)
     for index, special in enumerate(SPECIALS):
         if vocab.get(special) != index:
             raise ConversionError(f"{vocab_path}: {special} has id {vocab.get(special)}, fairseq's "
                                   f"index is {index}; token ids would not carry over")
-    by_id = {i: t for t, i in vocab.items() if isinstance(i, int)}
+    by_id = {i: t for t, i in vocab.items()}
     symbols = []
     for i in range(len(SPECIALS), rows):
         token = by_id.get(i)
@@ -296,13 +359,188 @@ def _hf_symbols(vocab_path: str, rows: int) -> List[str]:
     return symbols
 
 
+def _read_bpe_vocab(path: str) -> Dict[str, int]:
+    try:
+        vocab = read_vocab(path)
+    except BpeError as err:
+        raise ConversionError(str(err)) from None
+    if not vocab:
+        raise ConversionError(f"{path}: an empty BPE vocabulary")
+    negative = next((t for t, i in vocab.items() if i < 0), None)
+    if negative is not None:
+        raise ConversionError(f"{path}: token {negative!r} has the negative id {vocab[negative]}")
+    if len(set(vocab.values())) != len(vocab):
+        seen, twice = {}, None
+        for token, i in vocab.items():
+            if i in seen:
+                twice = (seen[i], token, i)
+                break
+            seen[i] = token
+        raise ConversionError(f"{path}: tokens {twice[0]!r} and {twice[1]!r} share the id "
+                              f"{twice[2]}; every id names one token")
+    return vocab
+
+
+def _check_ids_fit(path: str, vocab: Dict[str, int], rows: int) -> None:
+    top = max(vocab, key=vocab.get)
+    if vocab[top] >= rows:
+        beyond = sum(1 for i in vocab.values() if i >= rows)
+        raise ConversionError(
+            f"{path}: {beyond} ids are beyond the {rows} embedding rows (token {top!r} has id "
+            f"{vocab[top]}): this vocabulary belongs to another model")
+
+
+def check_bpe_files(bart: PretrainedBart) -> None:
+    """The BPE files that will be copied into OUT_DIR are read first: both parse, every merge is
+    made of vocabulary tokens and makes one, and their ids fit the model. A Hugging Face source's
+    ids are the embedding rows; a fairseq source's are GPT-2 ids that dict.txt names as strings,
+    and the ones it does not name are counted in the notes (text that encodes to them becomes
+    <unk>)."""
+    if not bart.bpe_files:
+        return
+    vocab_path, merges_path = bart.bpe_files["encoder.json"], bart.bpe_files["vocab.bpe"]
+    vocab = _read_bpe_vocab(vocab_path)
+    try:
+        ranks = read_merges(merges_path)
+    except BpeError as err:
+        raise ConversionError(str(err)) from None
+    for (first, second), rank in ranks.items():
+        for token in (first, second, first + second):
+            if token not in vocab:
+                raise ConversionError(
+                    f"{merges_path}: merge {rank + 1} ({first} {second}) needs the token "
+                    f"{token!r}, which {os.path.basename(vocab_path)} does not hold: the two BPE "
+                    "files do not belong together")
+    rows = bart.weights["embed_tokens"].size(0)
+    if bart.kind == "huggingface":
+        _check_ids_fit(vocab_path, vocab, rows)
+        return
+    named = set(bart.symbols)
+    unnamed = sum(1 for i in vocab.values() if str(i) not in named)
+    if unnamed:
+        bart.notes.append(
+            f"{unnamed} of the {len(vocab)} ids of {os.path.basename(vocab_path)} have no entry "
+            "in dict.txt (the model never saw them): text that encodes to them becomes <unk>")
+
+
+def _refuse_pyramidion(where: str, weights, arch: str) -> None:
+    """A converted pyramidion (its poolers' weights, or its architecture's name) is not a BART:
+    converting it again would count its extended positions as pretrained and re-initialise its
+    trained poolers."""
+    added = sorted(k for k in weights if k.startswith(PYRAMIDION_PREFIXES))
+    if added or arch.startswith("pyramidion"):
+        what = f"holds {added[0]}" + (f" and {len(added) - 1} more pooler tensors"
+                                      if len(added) > 1 else "") if added else f"arch {arch}"
+        raise ConversionError(
+            f"{where}: already a pyramidion ({what}), not a BART; fine-tune it as it is "
+            "(fairseq-train --finetune-from-model) or convert the original BART again")
+
+
+def _check_tensor_types(where: str, weights) -> None:
+    bad = next((k for k, v in weights.items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise ConversionError(f"{where}: {bad} is a {type(weights[bad]).__name__}, not a tensor")
+
+
+def _non_finite(tensor: torch.Tensor) -> str:
+    nan = int(torch.isnan(tensor).sum())
+    inf = int(torch.isinf(tensor).sum())
+    return " and ".join(part for part in (f"{nan} NaN" if nan else "",
+                                          f"{inf} infinite values" if inf else "") if part)
+
+
+def check_finite(bart: PretrainedBart) -> None:
+    """NaN or infinite weights are a damaged download or a diverged training run; converted, they
+    would make every output NaN. The first few tensors holding them are named."""
+    bad = [(name, tensor) for name, tensor in bart.weights.items()
+           if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        shown = "; ".join(f"{name}: {_non_finite(t)}" for name, t in bad[:3])
+        more = f" ({len(bad) - 3} more tensors)" if len(bad) > 3 else ""
+        raise ConversionError(f"{bart.source}: weights that are not finite: {shown}{more}")
+
+
+# fairseq's activation functions (fairseq.utils.get_activation_fn)
+ACTIVATIONS = ("relu", "relu_squared", "gelu", "gelu_fast", "gelu_accurate", "tanh", "linear",
+               "swish")
+# configuration key -> the size from the weights it must equal (None: only a positive integer);
+# heads must divide the model dimension
+HF_CONFIG_KEYS = {
+    "d_model": "encoder_embed_dim", "encoder_layers": "encoder_layers",
+    "decoder_layers": "decoder_layers", "encoder_ffn_dim": "encoder_ffn_embed_dim",
+    "decoder_ffn_dim": "decoder_ffn_embed_dim", "vocab_size": "embed_rows",
+    "max_position_embeddings": ("encoder_positions", "max_target_positions"),
+    "encoder_attention_heads": None, "decoder_attention_heads": None,
+}
+FAIRSEQ_CONFIG_KEYS = {
+    "encoder_embed_dim": "encoder_embed_dim", "decoder_embed_dim": "decoder_embed_dim",
+    "encoder_layers": "encoder_layers", "decoder_layers": "decoder_layers",
+    "encoder_ffn_embed_dim": "encoder_ffn_embed_dim",
+    "decoder_ffn_embed_dim": "decoder_ffn_embed_dim",
+    "encoder_attention_heads": None, "decoder_attention_heads": None,
+}
+
+
+def _check_config_sizes(where: str, config: dict, weights, sizes: Dict[str, object],
+                        keys: dict, unset_allowed: bool = False) -> None:
+    """Each size the configuration states is a positive integer and agrees with the weights
+    (``unset_allowed``: a None value means "not set", as in fairseq's configurations)."""
+    actual = dict(sizes, embed_rows=weights["embed_tokens"].size(0),
+                  encoder_positions=weights["encoder.embed_positions.weight"].size(0) - 2)
+    for key, size in keys.items():
+        if key not in config or (config[key] is None and unset_allowed):
+            continue
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConversionError(f"{where}: {key} is {value!r}; expected a positive integer")
+        for name in ((size,) if isinstance(size, str) else size or ()):
+            if value != actual[name]:
+                raise ConversionError(f"{where}: {key} is {value}, but the weights have "
+                                      f"{actual[name]} ({_SIZE_WHAT[name]})")
+        if key.endswith("_attention_heads") and sizes["encoder_embed_dim"] % value:
+            raise ConversionError(f"{where}: {key} is {value}, which does not divide the model "
+                                  f"dimension {sizes['encoder_embed_dim']}")
+
+
+_SIZE_WHAT = {
+    "encoder_embed_dim": "columns of the token embeddings",
+    "decoder_embed_dim": "columns of the token embeddings",
+    "encoder_layers": "encoder.layers.N in the weights", "decoder_layers": "decoder.layers.N in the weights",
+    "encoder_ffn_embed_dim": "rows of encoder.layers.0.fc1.weight",
+    "decoder_ffn_embed_dim": "rows of decoder.layers.0.fc1.weight",
+    "embed_rows": "rows of the token embeddings",
+    "encoder_positions": "rows of encoder.embed_positions.weight minus 2",
+    "max_target_positions": "rows of decoder.embed_positions.weight minus 2",
+}
+
+
 # ---------------------------------------------------------------------------------- shared
-def _sizes_from_weights(weights) -> Dict[str, object]:
+def _sizes_from_weights(weights, where: str = "") -> Dict[str, object]:
+    """The sizes the tensors imply, every tensor they are read from checked for its shape."""
     def count(side):
         pattern = re.compile(rf"^{side}\.layers\.(\d+)\.")
         return len({int(m.group(1)) for k in weights for m in [pattern.match(k)] if m})
 
-    embed = weights["embed_tokens"]
+    def matrix(name, columns=None):
+        tensor = weights[name]
+        if tensor.dim() != 2 or min(tensor.shape) < 1 or not tensor.is_floating_point() or \
+                (columns is not None and tensor.size(1) != columns):
+            expected = f"(N, {columns})" if columns is not None else "a 2-d float matrix"
+            raise ConversionError(f"{where}: {name} has shape {tuple(tensor.shape)} and dtype "
+                                  f"{tensor.dtype}; expected {expected}")
+        return tensor
+
+    embed = matrix("embed_tokens")
+    dim = embed.size(1)
+    if embed.size(0) <= len(SPECIALS):
+        raise ConversionError(f"{where}: the token embeddings have {embed.size(0)} rows; not "
+                              "even the 4 special tokens fit")
+    for name in ("encoder.embed_positions.weight", "decoder.embed_positions.weight"):
+        if matrix(name, dim).size(0) < 3:
+            raise ConversionError(f"{where}: {name} has {weights[name].size(0)} rows; a BART's "
+                                  "position table has its positions + 2")
+    for name in ("encoder.layers.0.fc1.weight", "decoder.layers.0.fc1.weight"):
+        matrix(name, dim)
     return {
         "encoder_embed_dim": embed.size(1), "decoder_embed_dim": embed.size(1),
         "encoder_ffn_embed_dim": weights["encoder.layers.0.fc1.weight"].size(0),
@@ -313,18 +551,32 @@ def _sizes_from_weights(weights) -> Dict[str, object]:
 
 
 def check_layers(bart: PretrainedBart) -> None:
-    """Every layer has every part, with the shapes of the first one."""
-    missing = []
+    """Every layer has every part, each of the shape the model's sizes give it."""
+    s = bart.sizes
+    missing, wrong = [], []
     for side, parts in LAYER_PARTS.items():
-        for layer in range(bart.sizes[f"{side}_layers"]):
+        dim, ffn = s[f"{side}_embed_dim"], s[f"{side}_ffn_embed_dim"]
+        shapes = {"fc1": ((ffn, dim), (ffn,)), "fc2": ((dim, ffn), (dim,))}
+        for layer in range(s[f"{side}_layers"]):
             for part in parts:
-                for suffix in ("weight", "bias"):
+                weight, bias = shapes.get(part, ((dim,), (dim,)) if part.endswith("layer_norm")
+                                          else ((dim, dim), (dim,)))
+                for suffix, shape in (("weight", weight), ("bias", bias)):
                     key = f"{side}.layers.{layer}.{part}.{suffix}"
                     if key not in bart.weights:
                         missing.append(key)
+                    elif tuple(bart.weights[key].shape) != shape:
+                        wrong.append(f"{key} {tuple(bart.weights[key].shape)}, expected {shape}")
+        for suffix in ("weight", "bias"):
+            key = f"{side}.layernorm_embedding.{suffix}"
+            if key in bart.weights and tuple(bart.weights[key].shape) != (dim,):
+                wrong.append(f"{key} {tuple(bart.weights[key].shape)}, expected {(dim,)}")
     if missing:
         shown = ", ".join(missing[:6]) + (f", ... ({len(missing) - 6} more)" if len(missing) > 6 else "")
         raise ConversionError(f"{bart.source}: not a complete BART; missing {shown}")
+    if wrong:
+        shown = "; ".join(wrong[:3]) + (f"; ... ({len(wrong) - 3} more)" if len(wrong) > 3 else "")
+        raise ConversionError(f"{bart.source}: tensors of the wrong shape: {shown}")
 
 
 def reconcile_dictionary(bart: PretrainedBart) -> List[str]:

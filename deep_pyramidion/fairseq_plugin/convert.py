@@ -30,9 +30,10 @@ import torch
 from deep_pyramidion.data.io import DataError
 from deep_pyramidion.data.output import StagedDir, check_output_folder, owned_by, same_or_inside
 from deep_pyramidion.fairseq_plugin.bart import (
-    ConversionError, PretrainedBart, mapped_weights, read_bart, reconcile_dictionary, summary,
-    write_dictionary,
+    ConversionError, PretrainedBart, check_bpe_files, mapped_weights, read_bart,
+    reconcile_dictionary, summary, write_dictionary,
 )
+from deep_pyramidion.limits import check_max_source_positions
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,10 @@ def convert(src_dir: str, out_dir: str, max_source_positions: int, arch: Optiona
     """Convert and write OUT_DIR; returns the report written to OUT_DIR/convert.json."""
     _check_places(src_dir, out_dir, force)
     src_dir, out_dir = os.path.abspath(src_dir), os.path.abspath(out_dir)
-    if not isinstance(max_source_positions, int) or max_source_positions < 1:
-        raise ConversionError(f"--max-source-positions must be a positive integer, got "
-                              f"{max_source_positions!r}")
+    try:   # before anything is read: the position table is allocated from it
+        check_max_source_positions(max_source_positions)
+    except ValueError as err:
+        raise ConversionError(str(err)) from None
     bart = read_bart(src_dir)
     if max_source_positions < bart.positions:
         raise ConversionError(f"--max-source-positions {max_source_positions} is shorter than "
@@ -68,6 +70,7 @@ def convert(src_dir: str, out_dir: str, max_source_positions: int, arch: Optiona
             raise ConversionError(f"{name} {path}: no such file")
     if encoder_json and vocab_bpe:
         bart.bpe_files = {"encoder.json": encoder_json, "vocab.bpe": vocab_bpe}
+    check_bpe_files(bart)   # parsed and checked against the model before they are copied
     symbols = reconcile_dictionary(bart)
     logger.info("%s (%s)", summary(bart), src_dir)
 
