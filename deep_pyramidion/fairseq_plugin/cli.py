@@ -19,6 +19,7 @@ from typing import List, Optional
 from deep_pyramidion.data.cli_common import EXIT_OK, exit_codes_help, run_cli
 from deep_pyramidion.data.io import DataError, iter_document_lines
 from deep_pyramidion.data.output import StagedDir, check_not_overlapping, owned_by
+from deep_pyramidion.limits import MAX_SOURCE_POSITIONS, check_max_source_positions
 
 logger = logging.getLogger("pyramidion-summarize")
 highlight_logger = logging.getLogger("highlight")
@@ -55,13 +56,19 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-bpe", action="store_true",
                         help="input is already split into dictionary tokens (no BPE)")
     parser.add_argument("--max-source-positions", type=int,
-                        help="read up to N source tokens (default: the checkpoint's); longer "
-                             "documents are truncated with a warning")
+                        help="read up to N source tokens (default: the checkpoint's; at most "
+                             f"{MAX_SOURCE_POSITIONS}); longer documents are truncated with a "
+                             "warning")
 
 
 def _check_model_args(parser, args) -> None:
     if args.max_source_positions is not None and args.max_source_positions < 2:
         parser.error("--max-source-positions must be >= 2")
+    if args.max_source_positions is not None:
+        try:   # checked before the model (and its position table) is built
+            check_max_source_positions(args.max_source_positions)
+        except ValueError as err:
+            parser.error(str(err))
     if not os.path.isfile(args.checkpoint):
         parser.error(f"--checkpoint {args.checkpoint}: no such file")
     if not os.path.isdir(args.data):
@@ -307,7 +314,8 @@ def _convert(argv) -> int:
     parser.add_argument("src_dir", metavar="SRC_DIR", help="the pretrained BART")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="where the pyramidion is written")
     parser.add_argument("--max-source-positions", type=int, required=True, metavar="N",
-                        help="source tokens the encoder reads (>= the pretrained positions)")
+                        help="source tokens the encoder reads (>= the pretrained positions, at "
+                             f"most {MAX_SOURCE_POSITIONS})")
     parser.add_argument("--arch", choices=("pyramidion_bart_base", "pyramidion_bart_large"),
                         help="family defaults (default: by the source's encoder layers)")
     parser.add_argument("--enc-layers-and-token-width", metavar="DICT",
@@ -322,8 +330,10 @@ def _convert(argv) -> int:
     args = parser.parse_args(argv)
     if bool(args.encoder_json) != bool(args.vocab_bpe):
         parser.error("--encoder-json and --vocab-bpe go together")
-    if args.max_source_positions < 1:
-        parser.error("--max-source-positions must be >= 1")
+    try:   # before anything is read or allocated
+        check_max_source_positions(args.max_source_positions)
+    except ValueError as err:
+        parser.error(str(err))
     _logging(verbose=True)
     from deep_pyramidion.fairseq_plugin.convert import convert
 

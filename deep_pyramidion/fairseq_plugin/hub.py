@@ -25,6 +25,7 @@ from omegaconf import open_dict
 import deep_pyramidion
 import deep_pyramidion.fairseq_plugin  # noqa: F401  (registers the model, applies the patches)
 from deep_pyramidion.data.sentences import MARKER
+from deep_pyramidion.limits import check_max_source_positions
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +135,11 @@ def from_pretrained(checkpoint_dir: str, checkpoint_file: str = "checkpoint_best
         dictionary tokens.
     sentencepiece_model, gpt2_encoder_json, gpt2_vocab_bpe: the files, when not found as above.
     overrides: fairseq options replacing the checkpoint's, e.g. ``max_source_positions=8192``
-        (read longer inputs), ``batch_size=8``, ``cpu=True``.
+        (read longer inputs; at most ``deep_pyramidion.limits.MAX_SOURCE_POSITIONS``, else
+        ValueError), ``batch_size=8``, ``cpu=True``.
     """
+    if "max_source_positions" in overrides:   # the position table is built from it
+        check_max_source_positions(overrides["max_source_positions"], "max_source_positions")
     checkpoint_dir = os.path.abspath(os.path.expanduser(str(checkpoint_dir)))
     if not os.path.isdir(checkpoint_dir):
         raise FileNotFoundError(f"checkpoint_dir {checkpoint_dir}: no such folder")
