@@ -24,7 +24,8 @@ setup(
     extras_require={
         "cuda": ["triton"],
         "data": ["aclsum"],
-        "hf": ["datasets"],
+        # transformers: the Hugging Face adapter (deep_pyramidion.hf, pyramidion-export-hf)
+        "hf": ["datasets", "transformers>=5"],
         # triton for the kernels' CPU-interpreter tests (TRITON_INTERPRET=1); wheels exist for
         # Linux x86_64 only, elsewhere those tests skip
         # transformers: the Hugging Face BART the converter is tested against
@@ -38,6 +39,7 @@ setup(
         "console_scripts": [
             "pyramidion-summarize=deep_pyramidion.fairseq_plugin.cli:summarize_main",
             "pyramidion-convert=deep_pyramidion.fairseq_plugin.cli:convert_main",
+            "pyramidion-export-hf=deep_pyramidion.fairseq_plugin.export_hf:main",
         ],
     },
 )
