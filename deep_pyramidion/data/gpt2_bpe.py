@@ -24,6 +24,11 @@ logger = logging.getLogger(__name__)
 _WORD_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
+# words longer than this are not cached (a 10 MB line of base64 is one word: keeping it would
+# double its memory for a word that will hardly come again)
+_CACHED_WORD_LENGTH = 1000
+
+
 class BpeError(Exception):
     """A vocabulary or merges file that cannot be used; the message names the file."""
 
@@ -41,6 +46,79 @@ def byte_alphabet() -> Dict[int, str]:
             chars[b] = chr(256 + extra)
             extra += 1
     return chars
+
+
+def merge_word(word: str, ranks: Dict[Tuple[str, str], int]) -> Tuple[str, ...]:
+    """GPT-2's merge of one word (its characters, each a symbol) in O(n log n) for n characters.
+
+    The result is that of GPT-2's own loop (``gpt2_bpe_utils.Encoder.bpe``): a round finds the
+    adjacent pair of lowest rank and merges every occurrence of it, left to right without
+    overlap; rounds repeat until no adjacent pair has a rank. That loop rescans the whole word
+    every round, so a 100k-letter word (base64, a URL, DNA) costs rounds x letters. Here the
+    symbols are a linked list and the ranked adjacent pairs a heap of (rank, position): a round
+    pops every entry of the lowest rank, in position order, and merges those still present (an
+    entry is stale when either of its symbols has been merged since it was pushed); the pairs a
+    merge creates are pushed after the round, as the next round of the loop would see them. A pair
+    a merge creates never has the rank being merged (its merged symbol is longer than either half),
+    so a round ends where the loop's round ends. Ranks must be unique per pair (both readers of
+    merge files give each distinct pair its own rank).
+    """
+    n = len(word)
+    if n < 2:
+        return (word,) if word else ()
+    symbols = list(word)
+    nxt = list(range(1, n + 1))
+    nxt[-1] = -1
+    prev = list(range(-1, n - 1))
+    heap = []
+    for i in range(n - 1):
+        rank = ranks.get((symbols[i], symbols[i + 1]))
+        if rank is not None:
+            heap.append((rank, i))
+    heapq.heapify(heap)
+    while heap:
+        rank = heap[0][0]
+        # every occurrence of this rank's pair, left to right (a heap of (rank, position) pops
+        # one rank's entries in position order)
+        positions = []
+        while heap and heap[0][0] == rank:
+            positions.append(heapq.heappop(heap)[1])
+        pair, touched = None, []
+        for i in positions:
+            j = nxt[i]
+            if symbols[i] is None or j < 0:
+                continue
+            if pair is None:
+                pair = (symbols[i], symbols[j])
+                if ranks.get(pair) != rank:      # stale: these symbols have changed since
+                    pair = None
+                    continue
+            elif (symbols[i], symbols[j]) != pair:
+                continue
+            symbols[i] = symbols[i] + symbols[j]
+            symbols[j] = None
+            k = nxt[j]
+            nxt[i] = k
+            if k >= 0:
+                prev[k] = i
+            touched.append(i)
+        for i in touched:
+            if symbols[i] is None:
+                continue
+            p, k = prev[i], nxt[i]
+            if p >= 0:
+                left = ranks.get((symbols[p], symbols[i]))
+                if left is not None:
+                    heapq.heappush(heap, (left, p))
+            if k >= 0:
+                right = ranks.get((symbols[i], symbols[k]))
+                if right is not None:
+                    heapq.heappush(heap, (right, i))
+    out, i = [], 0
+    while i >= 0:
+        out.append(symbols[i])
+        i = nxt[i]
+    return tuple(out)
 
 
 class Gpt2Bpe:
@@ -62,26 +140,8 @@ class Gpt2Bpe:
         """The BPE tokens of one word (already in the byte alphabet)."""
         if word in self._cache:
             return self._cache[word]
-        parts = list(word)
-        while len(parts) > 1:
-            ranked = [(self.ranks.get((a, b), None), i) for i, (a, b) in
-                      enumerate(zip(parts, parts[1:]))]
-            ranked = [(r, i) for r, i in ranked if r is not None]
-            if not ranked:
-                break
-            best = min(ranked)[0]
-            first, second = next((parts[i], parts[i + 1]) for r, i in ranked if r == best)
-            merged, i = [], 0
-            while i < len(parts):
-                if i < len(parts) - 1 and parts[i] == first and parts[i + 1] == second:
-                    merged.append(first + second)
-                    i += 2
-                else:
-                    merged.append(parts[i])
-                    i += 1
-            parts = merged
-        result = tuple(parts)
-        if len(self._cache) < 100_000:
+        result = merge_word(word, self.ranks)
+        if len(self._cache) < 100_000 and len(word) <= _CACHED_WORD_LENGTH:
             self._cache[word] = result
         return result
 

@@ -190,3 +190,32 @@ def test_fairseq_train_logs_the_patches_once_at_info(data, tmp_path):
     assert all(name in lines[0] for name in NAMES), lines[0]
     assert patches.DISABLE_ENV in lines[0]    # says how to switch one off
     assert "num_updates 1" in log
+
+
+def test_linear_bpe_merge_gives_fairseqs_own_tokens():
+    """fairseq's --bpe gpt2 encoder with the patch gives, word for word, what fairseq's own
+    Encoder.bpe gives (random merges, ranks in any order, long words included), and keeps
+    fairseq's cache and return value (tokens joined by spaces)."""
+    import random
+
+    from fairseq.data.encoders.gpt2_bpe_utils import Encoder
+
+    patch = patches.BY_NAME["linear_bpe_merge"]
+    assert patch.applied and getattr(Encoder.bpe, patches._MARK, None) == "linear_bpe_merge"
+    fairseqs = patch._original
+    rng = random.Random(0)
+    for trial in range(300):
+        tokens, merges = list("abc"), []
+        for _ in range(rng.randint(0, 25)):
+            pair = (rng.choice(tokens), rng.choice(tokens))
+            if pair not in merges:
+                merges.append(pair)
+                tokens.append(pair[0] + pair[1])
+        if trial % 2:
+            rng.shuffle(merges)
+        vocab = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
+        ours, theirs = Encoder(vocab, merges), Encoder(vocab, merges)
+        for _ in range(5):
+            word = "".join(rng.choice("abc") for _ in range(rng.choice([1, 2, 7, 40, 400])))
+            assert ours.bpe(word) == fairseqs(theirs, word), (word, merges)
+            assert ours.cache.get(word, word) == ours.bpe(word)
