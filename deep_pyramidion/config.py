@@ -99,6 +99,11 @@ class PyramidionConfig:
     topk_softmax_base: float = _option(20.0, "--topk-softmax-base",
                                        "pair weights are softmax(B**s_left, B**s_right)",
                                        metavar="B", type=float)
+    topk_straight_through: int = _option(
+        0, "--topk-straight-through", "1: the forward pass keeps each output's leader (the token "
+        "that won all its pairings) alone, the backward pass takes the gradient of the paper's "
+        "soft pair weights (a straight-through estimator); 0: the paper's soft mix",
+        choices=(0, 1), type=int)
     topk_impl: str = _option("auto", "--topk-impl", "top-k kernel: auto (triton on CUDA, torch "
                              "elsewhere; env DEEP_PYRAMIDION_TOPK_IMPL overrides), reference, "
                              "torch, triton", choices=TOPK_IMPLS)
@@ -230,7 +235,8 @@ class PyramidionConfig:
         _check_int(self.compressed_memory_chunks, "--compressed-memory-chunks", 0)
         _check_int(self.compression_taps, "--compression-taps", 1)
         _check_int(self.encoder_layers, "--encoder-layers", 1)
-        for flag, value in (("--sort-back", self.sort_back), ("--flip-right", self.flip_right)):
+        for flag, value in (("--sort-back", self.sort_back), ("--flip-right", self.flip_right),
+                            ("--topk-straight-through", self.topk_straight_through)):
             if value not in (0, 1) or isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{flag} must be 0 or 1, got {value!r}")
         if self.encoder_pooling_arch not in SCORER_ARCHS:

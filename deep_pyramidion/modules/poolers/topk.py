@@ -42,18 +42,21 @@ class SuccessiveHalvingPooler(Pooler):
     """The paper's trainable top-k: score tokens, keep ``width`` by successive halving."""
 
     def __init__(self, embed_dim: int, width: int, scorer: str = "linear", base: float = 20.0,
-                 flip_right: bool = True, sort_back: bool = True, impl: str = "auto"):
+                 flip_right: bool = True, sort_back: bool = True, impl: str = "auto",
+                 straight_through: bool = False):
         super().__init__(width)
         self.scorer = TokenScorer(embed_dim, scorer)
         self.base = float(base)
         self.flip_right = bool(flip_right)
         self.sort_back = bool(sort_back)
         self.impl = impl
+        self.straight_through = bool(straight_through)
 
     @classmethod
     def from_config(cls, embed_dim, width, config):
         return cls(embed_dim, width, config.encoder_pooling_arch, config.topk_softmax_base,
-                   config.flip_right, config.sort_back, config.topk_impl)
+                   config.flip_right, config.sort_back, config.topk_impl,
+                   config.topk_straight_through)
 
     def score(self, x: Tensor) -> Tensor:
         # fp32 scores: base ** s must not overflow under --fp16/--bf16
@@ -65,13 +68,32 @@ class SuccessiveHalvingPooler(Pooler):
         if k >= x.size(1):
             return self.pass_through(x, mask, with_assignment, dependency=scores)
         options = dict(base=self.base, flip_right=self.flip_right, sort_back=self.sort_back)
-        if not with_assignment:
+        if not with_assignment and not self.straight_through:
             y, _, y_mask = successive_halving_topk(x, scores, k, mask=mask, impl=self.impl, **options)
             return Pooled(y, y_mask)
         # the two phases separately, so that phase 1's member lists come back too
         index, weight, _, y_mask = successive_halving_assignment(scores, k, mask=mask, **options)
+        if self.straight_through:
+            weight = leaders_straight_through(weight)
         y = weighted_sum(x, index, weight, impl=self.impl)
-        return Pooled(y, y_mask, Assignment(index, weight))
+        return Pooled(y, y_mask, Assignment(index, weight) if with_assignment else None)
+
+
+def leaders_straight_through(weight: Tensor) -> Tensor:
+    """(B, k, M) tournament weights -> weights equal to 1 on each output's leader (its largest
+    weight: the member that won every pairing) and 0 elsewhere in the forward pass, whose
+    gradient is that of the soft weights.
+
+    Why: with the soft mix, every output blends its M members, and a token that should be kept
+    reaches the decoder only as a fraction of an arbitrary blend until its score already wins,
+    so the scorer gets little signal that keeping it pays. With the leaders alone the decoder
+    reads the kept tokens as they are, while the soft weights still tell every member (winners
+    and losers) how the loss would change if it weighed more.
+    """
+    live = weight.sum(-1, keepdim=True) > 0                          # (B, k, 1): not all padding
+    hard = torch.zeros_like(weight).scatter_(-1, weight.argmax(-1, keepdim=True), 1.0)
+    hard = hard * live
+    return hard + (weight - weight.detach())
 
 
 @register_pooler("hard-topk")
@@ -107,4 +129,5 @@ class HardTopkPooler(Pooler):
         return Pooled(y.masked_fill(y_mask.unsqueeze(-1), 0.0), y_mask, assignment)
 
 
-__all__ = ["SCORE_EPS", "HardTopkPooler", "SuccessiveHalvingPooler", "TokenScorer"]
+__all__ = ["SCORE_EPS", "HardTopkPooler", "SuccessiveHalvingPooler", "TokenScorer",
+           "leaders_straight_through"]

@@ -1,0 +1,67 @@
+"""--topk-straight-through 1: the forward pass keeps each output's leader alone, the backward pass
+is the paper's soft operator's (modules/poolers/topk.py: leaders_straight_through)."""
+import pytest
+import torch
+
+from deep_pyramidion.config import PyramidionConfig
+from deep_pyramidion.modules.poolers import build_pooler
+from deep_pyramidion.modules.poolers.topk import leaders_straight_through
+from deep_pyramidion.topk import successive_halving_assignment
+
+
+def poolers(D=5, width=4):
+    """The paper's pooler and the straight-through one, with the same scorer weights."""
+    torch.manual_seed(0)
+    soft = build_pooler("topk", D, width, PyramidionConfig().validate())
+    torch.manual_seed(0)
+    hard = build_pooler("topk", D, width, PyramidionConfig(topk_straight_through=1).validate())
+    return soft, hard
+
+
+@pytest.mark.parametrize("n, lengths", [(16, [16, 16]), (23, [23, 9]), (13, [13, 2])])
+def test_forward_is_the_leader_of_every_output(n, lengths):
+    soft, hard = poolers()
+    x = torch.randn(len(lengths), n, 5)
+    mask = torch.arange(n)[None, :] >= torch.tensor(lengths)[:, None]
+    out = hard(x, mask, with_assignment=True)
+    index, weight, _, y_mask = successive_halving_assignment(hard.score(x), 4, mask=mask)
+    leader = index.gather(-1, weight.argmax(-1, keepdim=True)).squeeze(-1)      # (B, k)
+    expected = x.gather(1, leader.clamp(min=0).unsqueeze(-1).expand(-1, -1, 5))
+    expected = expected.masked_fill(y_mask.unsqueeze(-1), 0.0)
+    assert torch.equal(out.mask, y_mask)
+    assert torch.allclose(out.x, expected)
+    # an output that holds only padding stays zero; one with a real member has weight 1 on it
+    assert torch.equal(out.assignment.weight.detach().sum(-1), (~y_mask).float())
+
+
+def test_the_scorer_gets_the_soft_operators_gradient():
+    """d loss / d w_jm = <upstream_j, x_m> for every member in both passes, and w is the same
+    function of the scores: the scorer's gradient is the paper's, only the forward differs."""
+    soft, hard = poolers()
+    x = torch.randn(2, 19, 5)
+    mask = torch.zeros(2, 19, dtype=torch.bool)
+    mask[1, 15:] = True
+    upstream = torch.randn(2, 4, 5)
+    grads, outputs = {}, {}
+    for name, pooler in (("soft", soft), ("hard", hard)):
+        y = pooler(x, mask).x
+        (y * upstream).sum().backward()
+        grads[name] = [p.grad.clone() for p in pooler.scorer.parameters()]
+        outputs[name] = y.detach()
+    assert not torch.allclose(outputs["soft"], outputs["hard"])
+    for g_soft, g_hard in zip(grads["soft"], grads["hard"]):
+        assert g_soft.abs().sum() > 0
+        assert torch.allclose(g_soft, g_hard, atol=1e-6)
+
+
+def test_weights_are_one_hot_forward_and_identity_backward():
+    weight = torch.tensor([[[0.1, 0.6, 0.2, 0.1], [0.0, 0.0, 0.0, 0.0]]], requires_grad=True)
+    st = leaders_straight_through(weight)
+    assert st.tolist() == [[[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]]
+    (st * torch.arange(4.0)).sum().backward()
+    assert torch.equal(weight.grad, torch.arange(4.0).expand(1, 2, 4))
+
+
+def test_the_flag_is_checked():
+    with pytest.raises(ValueError, match="--topk-straight-through"):
+        PyramidionConfig(topk_straight_through=2).validate()
