@@ -13,6 +13,11 @@ applies the patches (logged once at INFO).
 """
 from deep_pyramidion.fairseq_plugin import patches
 
-patches.apply_all()
+try:
+    patches.apply_all()
+except ValueError as _error:   # a bad DEEP_PYRAMIDION_NO_PATCHES: one line in a command
+    patches.explain_switches(_error)
+    raise
+patches.explain_switches()
 
 from deep_pyramidion.fairseq_plugin import criterion, model  # noqa: E402,F401  (register)

@@ -39,6 +39,11 @@ def _logging(verbose: bool = False) -> None:
         warnings.filterwarnings("ignore", message=".*pin_memory.*")
     for name in ("deep_pyramidion", logger.name, highlight_logger.name, convert_logger.name):
         logging.getLogger(name).setLevel(logging.INFO)
+    # the patches line, when the adapter's import came before any handler (which patches are on,
+    # and a warning when some are switched off)
+    from deep_pyramidion.fairseq_plugin import patches
+
+    patches.log_pending()
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,14 @@ plugin (``--user-dir deep_pyramidion``) and logs, once, at INFO::
     (switch one off with DEEP_PYRAMIDION_NO_PATCHES=name,...; see deep_pyramidion/fairseq_plugin/patches.py)
 
 ``DEEP_PYRAMIDION_NO_PATCHES=keep_last_batch,atomic_checkpoint_copy`` (or ``all``) leaves those
-fairseq functions as they are. :func:`revert_all` puts fairseq's originals back (tests, debugging).
+fairseq functions as they are; that is logged at WARNING, also by the plugin's own commands, which
+configure logging only after the import (:func:`log_pending`). An unknown name stops the import
+with a ValueError naming the variable and the valid names (one line, ``error: ...``, when the
+process is a command line). Under torch >= 2.6 switching off ``safe_checkpoint_loading`` leaves
+every fairseq checkpoint unloadable (torch's safe loader refuses the configuration classes they
+hold): the warning says so, and a command that then fails to load one ends with one line saying
+why instead of torch's 35-line message. :func:`revert_all` puts fairseq's originals back (tests,
+debugging).
 
     name                     fairseq function                              upstream
     one_line_errors          sys.excepthook (fairseq's command lines)      -
@@ -27,6 +34,7 @@ import importlib
 import logging
 import math
 import os
+import sys
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
@@ -296,11 +304,43 @@ def disabled_names() -> List[str]:
 
 
 _logged = False
+_pending = None      # (level, message) logged before any handler existed; see log_pending
+
+
+def _torch_refuses_fairseq_checkpoints() -> bool:
+    """Whether torch.load defaults to weights_only=True here (torch >= 2.6, not overridden by
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD): then fairseq checkpoints load only with the allowlist of
+    the safe_checkpoint_loading patch."""
+    import torch
+
+    if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0") not in ("", "0"):
+        return False
+    try:
+        major, minor = (int(part) for part in torch.__version__.split(".")[:2])
+    except ValueError:
+        return True
+    return (major, minor) >= (2, 6)
+
+
+SAFE_LOADING_OFF = (
+    "safe_checkpoint_loading is switched off ({env}={value}) and torch {torch} loads checkpoints "
+    "with weights_only=True, which refuses the configuration classes every fairseq checkpoint "
+    "holds (argparse.Namespace, omegaconf containers): no fairseq checkpoint loads. Remove "
+    "safe_checkpoint_loading (or 'all') from {env}, or, for files you trust only, set "
+    "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1")
+
+
+def _safe_loading_off_message() -> str:
+    import torch
+
+    return SAFE_LOADING_OFF.format(env=DISABLE_ENV, value=os.environ.get(DISABLE_ENV, ""),
+                                   torch=torch.__version__.split("+")[0])
 
 
 def apply_all() -> List[Patch]:
-    """Apply every patch not switched off; log the list once per process. Returns those applied."""
-    global _logged
+    """Apply every patch not switched off; log the list once per process (at WARNING when some
+    are switched off). Returns those applied."""
+    global _logged, _pending
     off = disabled_names()
     applied = []
     for patch in PATCHES:
@@ -311,9 +351,72 @@ def apply_all() -> List[Patch]:
         _logged = True
         names = ", ".join(f"{p.name} ({p.upstream})" for p in applied) or "nothing"
         skipped = f"; switched off by {DISABLE_ENV}: {', '.join(off)}" if off else ""
-        logger.info("deep_pyramidion patches fairseq: %s%s (switch one off with %s=name,...; see "
-                    "%s)", names, skipped, DISABLE_ENV, __file__)
+        message = (f"deep_pyramidion patches fairseq: {names}{skipped} (switch one off with "
+                   f"{DISABLE_ENV}=name,...; see {__file__})")
+        if "safe_checkpoint_loading" in off and _torch_refuses_fairseq_checkpoints():
+            message += "; " + _safe_loading_off_message()
+        level = logging.WARNING if off else logging.INFO
+        # a command of the plugin configures logging after this import: with no handler yet, an
+        # INFO line would be lost (a WARNING still reaches stderr through logging's last resort)
+        if logger.hasHandlers() or level >= logging.WARNING:
+            logger.log(level, "%s", message)
+        else:
+            _pending = (level, message)
     return applied
+
+
+def log_pending() -> None:
+    """Log the patches line now if it was emitted before any logging handler existed (the plugin's
+    commands call this once they have configured logging)."""
+    global _pending
+    if _pending is not None:
+        level, message = _pending
+        _pending = None
+        logger.log(level, "%s", message)
+
+
+def is_command_line() -> bool:
+    """Whether this process is a command (fairseq-train, pyramidion-summarize, a script), not
+    ``python -c``, an interactive session or a notebook: there an expected failure is one line,
+    while Python callers keep the exception and its traceback."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 not in ("", "-c") and not hasattr(sys, "ps1") and "ipykernel" not in sys.modules
+
+
+def end_in_one_line(matches: Callable[[BaseException], bool],
+                    message: Callable[[BaseException], str]) -> None:
+    """In a command line, an uncaught exception for which ``matches`` is true ends the process with
+    ``error: <message>`` (exit status 1) instead of a traceback; anything else goes to the
+    previous hook. Used where no patch can be: the import failing on the switches themselves, and
+    a checkpoint load failing because safe_checkpoint_loading is off."""
+    if not is_command_line():
+        return
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if matches(value):
+            sys.stderr.write("error: " + " ".join(message(value).split()) + "\n")
+            return
+        previous(kind, value, traceback)
+
+    sys.excepthook = hook
+
+
+def _weights_only_refusal(err: BaseException) -> bool:
+    import pickle
+
+    return isinstance(err, pickle.UnpicklingError) and "weights_only" in str(err)
+
+
+def explain_switches(error: Optional[BaseException] = None) -> None:
+    """Called by the adapter's import: ``error`` (a bad DEEP_PYRAMIDION_NO_PATCHES) ends a command
+    in one line; with safe_checkpoint_loading switched off where torch refuses fairseq's
+    checkpoints, so does the load that fails for that reason."""
+    if error is not None:
+        end_in_one_line(lambda err: err is error, str)
+        return
+    if "safe_checkpoint_loading" in disabled_names() and _torch_refuses_fairseq_checkpoints():
+        end_in_one_line(_weights_only_refusal, lambda err: _safe_loading_off_message())
 
 
 def revert_all() -> None:

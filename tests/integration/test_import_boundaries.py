@@ -50,3 +50,12 @@ def test_fairseq_user_dir_import_registers_the_plugin(first):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "True"]
+
+
+def test_hugging_face_adapter_imports_neither_fairseq_nor_the_fairseq_adapter():
+    """deep_pyramidion.hf stands beside the fairseq adapter on the core (docs/architecture.md):
+    an installed package loads an export with transformers alone."""
+    modules = ["deep_pyramidion.hf", "deep_pyramidion.hf.export"]
+    assert imported_after(modules, ["fairseq", "deep_pyramidion.fairseq_plugin"]) == ""
+    assert imported_after(modules, ["transformers", "deep_pyramidion.modules"]) == \
+        "transformers,deep_pyramidion.modules"
