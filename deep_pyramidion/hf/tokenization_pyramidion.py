@@ -75,6 +75,9 @@ class PyramidionTokenizer(PreTrainedTokenizer):
         # as text too
         kwargs.setdefault("split_special_tokens", True)
         kwargs.setdefault("clean_up_tokenization_spaces", False)
+        # fairseq's translation task pads sources on the left; blockwise chunks start at the
+        # batch row's first position, so the padding side is part of what the encoder computes
+        kwargs.setdefault("padding_side", "left")
         super().__init__(sentence_separator=sentence_separator, **kwargs)
 
     # ------------------------------------------------------------------ vocabulary
