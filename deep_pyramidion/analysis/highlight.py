@@ -32,13 +32,16 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from deep_pyramidion.errors import PyramidionError
+
 logger = logging.getLogger(__name__)
 
 ROUNDTRIP_TOL = 1e-4  # max |output recomputed from the assignment - pooler output| (float32)
 
 
-class HighlightError(Exception):
-    pass
+class HighlightError(PyramidionError):
+    """A model or document that cannot be highlighted (no pooling layers, an empty document); an
+    expected failure, ended with one line by the command lines."""
 
 
 @dataclass

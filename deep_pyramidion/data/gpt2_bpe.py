@@ -18,6 +18,8 @@ from collections import Counter
 from functools import lru_cache
 from typing import Dict, Iterable, List, Tuple
 
+from deep_pyramidion.errors import PyramidionError
+
 logger = logging.getLogger(__name__)
 
 # GPT-2's word splitter: contractions, letters, digits, other symbols, whitespace
@@ -29,8 +31,9 @@ _WORD_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+
 _CACHED_WORD_LENGTH = 1000
 
 
-class BpeError(Exception):
-    """A vocabulary or merges file that cannot be used; the message names the file."""
+class BpeError(PyramidionError):
+    """A vocabulary or merges file that cannot be used; the message names the file (an expected
+    failure: the command lines end it with one line)."""
 
 
 @lru_cache(maxsize=1)
