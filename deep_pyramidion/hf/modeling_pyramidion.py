@@ -592,6 +592,16 @@ class PyramidionForConditionalGeneration(PyramidionPreTrainedModel, GenerationMi
         return shifted.masked_fill(shifted.eq(-100), self.config.pad_token_id)
 
     # ------------------------------------------------------------------ generate()
+    def _reorder_cache(self, cache, beam_idx: Tensor):
+        """Beam search moves rows only among the beams of one document, whose cross-attention
+        keys/values are equal (one encoder output repeated per beam): only the self-attention
+        cache is reordered, not the k encoder positions of every layer at every step."""
+        if isinstance(cache, EncoderDecoderCache):
+            cache.self_attention_cache.reorder_cache(beam_idx)
+        else:
+            cache.reorder_cache(beam_idx)
+        return cache
+
     def _get_logits_processor(self, *args, **kwargs):
         """transformers' processors, with fairseq's forced end of sentence (see FairseqForcedEOS)
         in place of ForcedEOSTokenLogitsProcessor."""
