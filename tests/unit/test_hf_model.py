@@ -1,0 +1,117 @@
+"""The Hugging Face model on its own (no fairseq): config, caching, saving, training.
+
+A tiny PyramidionForConditionalGeneration built from a PyramidionHFConfig (d=32, 2+2 layers,
+chunks of 16, pooling 48 -> 16) on inputs long enough for both poolers to select.
+"""
+import dataclasses
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from deep_pyramidion.config import PyramidionConfig  # noqa: E402
+from deep_pyramidion.hf import PyramidionForConditionalGeneration, PyramidionHFConfig  # noqa: E402
+
+VOCAB = 60
+
+
+def tiny(**overrides) -> PyramidionForConditionalGeneration:
+    config = PyramidionHFConfig(
+        vocab_size=VOCAB, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+        decoder_ffn_embed_dim=64, encoder_attention_heads=2, decoder_attention_heads=2,
+        chunk_size=16, enc_layers_and_token_width="{0: 48, 1: 16}", dropout=0.0, **overrides)
+    torch.manual_seed(0)
+    return PyramidionForConditionalGeneration(config)
+
+
+def batch(lengths=(150, 90), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.full((len(lengths), max(lengths)), 1)
+    for row, n in enumerate(lengths):               # left padding, as the tokenizer pads
+        tokens[row, -n:] = torch.randint(4, VOCAB, (n,), generator=g)
+        tokens[row, -1] = 2
+    labels = torch.randint(4, VOCAB, (len(lengths), 6), generator=g)
+    return tokens, tokens.ne(1).long(), labels
+
+
+def test_config_carries_every_core_option():
+    config = PyramidionHFConfig(encoder_pooling="avg", chunk_size=64)
+    saved = config.to_dict()
+    for f in dataclasses.fields(PyramidionConfig):
+        assert f.name in saved, f.name
+    assert config.pyramidion_config().pooling == "avg"
+    again = PyramidionHFConfig.from_dict(saved)
+    assert again.pyramidion_config() == config.pyramidion_config()
+    assert (again.hidden_size, again.num_hidden_layers) == (512, 2)
+
+
+def test_encoder_output_carries_the_pooled_padding():
+    model = tiny().eval()
+    tokens, mask, _ = batch((150, 30))
+    out = model.get_encoder()(tokens, mask)
+    assert out.last_hidden_state.shape == (2, 16, 32)
+    # a 30-token document keeps 16 real positions; the mask says which ones
+    assert out.encoder_attention_mask.sum(1).tolist() == [16, 16]
+    tokens, mask, _ = batch((150, 10))
+    assert model.get_encoder()(tokens, mask).encoder_attention_mask.sum(1).tolist() == [16, 10]
+
+
+def test_cached_decoding_equals_full_decoding():
+    model = tiny().eval()
+    tokens, mask, labels = batch()
+    prev = model.prepare_decoder_input_ids_from_labels(labels)
+    with torch.no_grad():
+        full = model(input_ids=tokens, attention_mask=mask, decoder_input_ids=prev).logits
+        encoder = model.get_encoder()(tokens, mask)
+        cache, steps = None, []
+        for t in range(prev.size(1)):
+            out = model(encoder_outputs=encoder, decoder_input_ids=prev[:, t:t + 1], cache=cache,
+                        past_key_values=cache, use_cache=True)
+            cache = getattr(out, "cache", None) or out.past_key_values
+            steps.append(out.logits)
+    assert (torch.cat(steps, 1) - full).abs().max().item() < 1e-5
+
+
+def test_save_and_load_round_trip_is_exact(tmp_path):
+    model = tiny(encoder_pooling="conv").eval()
+    model.save_pretrained(tmp_path)
+    again = PyramidionForConditionalGeneration.from_pretrained(tmp_path).eval()
+    tokens, mask, labels = batch()
+    with torch.no_grad():
+        a = model(input_ids=tokens, attention_mask=mask, labels=labels).logits
+        b = again(input_ids=tokens, attention_mask=mask, labels=labels).logits
+    assert torch.equal(a, b)
+    # one tensor in memory, as in the checkpoint: embeddings and LM head shared
+    assert again.lm_head.weight is again.model.shared.weight
+    assert again.model.encoder.embed_tokens.weight is again.model.shared.weight
+
+
+def test_training_lowers_the_loss_and_gradient_checkpointing_is_exact():
+    model = tiny()
+    model.train()
+    tokens, mask, labels = batch()
+    loss = model(input_ids=tokens, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert any("poolers" in n for n in plain)            # the scorers learn from the task loss
+    model.zero_grad()
+    # transformers 5.25 renamed it (the old name warns)
+    enable = getattr(model, "activation_checkpointing_enable", None) or \
+        model.gradient_checkpointing_enable
+    enable()
+    assert model.model.encoder.gradient_checkpointing
+    model(input_ids=tokens, attention_mask=mask, labels=labels).loss.backward()
+    for name, grad in plain.items():
+        assert torch.allclose(model.get_parameter(name).grad, grad, atol=1e-6), name
+    model.model.encoder.gradient_checkpointing = False
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = model(input_ids=tokens, attention_mask=mask, labels=labels).loss
+        first = first if first is not None else loss.item()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.5 * first
