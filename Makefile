@@ -96,9 +96,16 @@ test-newest: $(NEWEST_VENV)/.install-stamp
 
 # `make demo` trains a small pyramidion from scratch; `make demo PRETRAINED=DIR` fine-tunes the
 # fairseq or Hugging Face BART in DIR instead (scripts/demo.sh, DEMO_PRETRAINED; outputs in demo/bart/).
+# `PRETRAINED=` given empty (an unset shell variable: PRETRAINED=$DIR) is refused before anything
+# runs, rather than read as "train from scratch"; a path is passed to the shell quoted.
 PRETRAINED ?=
+ifneq ($(filter demo,$(MAKECMDGOALS)),)
+ifeq ($(origin PRETRAINED)|$(strip $(PRETRAINED)),command line|)
+$(error PRETRAINED= is empty: give a fairseq or Hugging Face BART folder (make demo PRETRAINED=DIR), or leave PRETRAINED out to train from scratch)
+endif
+endif
 demo: install
-	$(if $(PRETRAINED),DEMO_PRETRAINED='$(PRETRAINED)' )bash scripts/demo.sh
+	$(if $(PRETRAINED),DEMO_PRETRAINED='$(subst ','\'',$(PRETRAINED))' )bash scripts/demo.sh
 
 bench: install
 	$(PY) -m benchmarks.topk

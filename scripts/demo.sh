@@ -67,6 +67,23 @@ if [ -n "${DEMO_PRETRAINED:-}" ]; then
     exit 2
   fi
   pretrained="$(cd "$DEMO_PRETRAINED" && pwd)"
+  # the BPE files the fine-tuning data is encoded with, checked before any step runs (the rest of
+  # the folder is read by pyramidion-convert, which names what is wrong)
+  bpe_missing=""
+  if [ -f "$pretrained/convert.json" ]; then
+    echo "error: PRETRAINED=$DEMO_PRETRAINED: holds convert.json, a pyramidion pyramidion-convert already wrote, not a BART; give the original BART folder" >&2
+    exit 2
+  elif [ -f "$pretrained/model.pt" ] && [ -f "$pretrained/dict.txt" ]; then
+    for f in encoder.json vocab.bpe; do [ -f "$pretrained/$f" ] || bpe_missing="$bpe_missing $f"; done
+    [ -z "$bpe_missing" ] || {
+      echo "error: PRETRAINED=$DEMO_PRETRAINED: a fairseq BART without${bpe_missing} (fairseq's BART archives do not ship GPT-2's BPE files): copy GPT-2's encoder.json and vocab.bpe into it" >&2
+      exit 2; }
+  elif [ -f "$pretrained/config.json" ]; then
+    for f in vocab.json merges.txt; do [ -f "$pretrained/$f" ] || bpe_missing="$bpe_missing $f"; done
+    [ -z "$bpe_missing" ] || {
+      echo "error: PRETRAINED=$DEMO_PRETRAINED: a Hugging Face model folder without${bpe_missing} (its tokenizer files): download them with the model" >&2
+      exit 2; }
+  fi
 fi
 cd "$REPO_ROOT"
 

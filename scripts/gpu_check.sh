@@ -43,7 +43,11 @@ fi
 
 PY="${GPU_PYTHON:-python3}"
 wheels="${GPU_WHEELS:-gpu_wheels}" build="${GPU_BUILD:-.gpu-build}"
-"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || {
+command -v "$PY" > /dev/null || {
+  echo "error: GPU_PYTHON=$PY: no such python (set GPU_PYTHON to the GPU image's python with torch)" >&2; exit 2; }
+"$PY" -c "import torch" 2> /dev/null || {
+  echo "error: $PY has no torch: the GPU check runs with the python of a GPU image that has torch (set GPU_PYTHON=/path/to/python; --dry-run uses the project's .venv)" >&2; exit 2; }
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2> /dev/null || {
   echo "error: $PY sees no CUDA GPU (use --dry-run on a machine without one)" >&2; exit 2; }
 start=$SECONDS
 paths=()

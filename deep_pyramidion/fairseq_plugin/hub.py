@@ -24,7 +24,9 @@ from omegaconf import open_dict
 
 import deep_pyramidion
 import deep_pyramidion.fairseq_plugin  # noqa: F401  (registers the model, applies the patches)
+from deep_pyramidion.data.io import DataError
 from deep_pyramidion.data.sentences import MARKER
+from deep_pyramidion.errors import PyramidionError
 from deep_pyramidion.limits import check_max_source_positions
 
 logger = logging.getLogger(__name__)
@@ -167,13 +169,100 @@ def from_pretrained(checkpoint_dir: str, checkpoint_file: str = "checkpoint_best
         overrides.setdefault("target_lang", "tgt")
     # the checkpoint may name the --user-dir it was trained with (any path): use this package
     overrides["user_dir"] = USER_DIR
-    loaded = hub_utils.from_pretrained(checkpoint_dir, checkpoint_file=checkpoint_file,
-                                       data_name_or_path=data_dir, **overrides)
+    check_model_files(data_dir, overrides)
+    try:
+        loaded = hub_utils.from_pretrained(checkpoint_dir, checkpoint_file=checkpoint_file,
+                                           data_name_or_path=data_dir, **overrides)
+    except PyramidionError:
+        raise
+    except Exception as err:
+        _explain_not_a_pyramidion(checkpoint_dir, checkpoint_file, err)
+        raise
     cfg = loaded["args"]
     if overrides["bpe"] is None:
         with open_dict(cfg):
             cfg.bpe = None
     return PyramidionHubInterface(cfg, loaded["task"], loaded["models"])
+
+
+def check_model_files(data_dir: str, overrides: dict) -> None:
+    """Read the files fairseq will read before it does, so that a damaged one is a DataError
+    naming it (one line in the command lines) instead of an exception from deep inside fairseq's
+    loaders (json, int(), sentencepiece's C++): the BPE files, the dictionaries of the languages
+    used (every dict.*.txt when they are not known yet)."""
+    from deep_pyramidion.data.gpt2_bpe import read_merges, read_vocab
+
+    if overrides.get("bpe") == "gpt2":
+        read_vocab(overrides["gpt2_encoder_json"])        # BpeError naming the file and line
+        read_merges(overrides["gpt2_vocab_bpe"])
+    elif overrides.get("bpe") == "sentencepiece":
+        _check_sentencepiece(overrides["sentencepiece_model"])
+    langs = [overrides.get("source_lang"), overrides.get("target_lang")]
+    names = [f"dict.{lang}.txt" for lang in langs if lang] or \
+        sorted(f for f in _listdir(data_dir) if f.startswith("dict.") and f.endswith(".txt"))
+    for name in names:
+        path = os.path.join(data_dir, name)
+        if os.path.isfile(path):
+            _check_dictionary(path)
+
+
+def _check_sentencepiece(path: str) -> None:
+    import sentencepiece
+
+    try:
+        sentencepiece.SentencePieceProcessor(model_file=path)
+    except Exception as err:  # sentencepiece raises RuntimeError / OSError with C++ messages
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: not a sentencepiece model ({reason}); the data folder's "
+                        "spm.model is the one scripts/preprocess.py trained") from None
+
+
+def _check_dictionary(path: str) -> None:
+    """fairseq's own reader on the file, its failures (a line without a count, a duplicate
+    symbol, bytes that are not UTF-8) turned into one DataError naming the file."""
+    from fairseq.data import Dictionary
+
+    try:
+        Dictionary.load(path)
+    except Exception as err:  # ValueError, RuntimeError and bare Exception, by fairseq's choice
+        reason = " ".join(str(err).split())
+        raise DataError(f"{path}: not a fairseq dictionary: {reason[:300]}") from None
+
+
+def _explain_not_a_pyramidion(checkpoint_dir: str, checkpoint_file: str, err: Exception) -> None:
+    """After fairseq failed to load the checkpoint: if it holds another kind of model (a
+    pretrained BART not converted yet, trained with fairseq's denoising task), say that in one
+    DataError; otherwise return and let the original exception (a bug) go on."""
+    from fairseq import checkpoint_utils
+
+    path = os.path.join(checkpoint_dir, str(checkpoint_file).split(os.pathsep)[0])
+    try:
+        state = checkpoint_utils.load_checkpoint_to_cpu(path)
+        cfg = state.get("cfg") or {}
+        model_cfg = _field(cfg, "model") or state.get("args")
+        arch = str(_field(model_cfg, "arch") or _field(model_cfg, "_name") or "")
+        task = _field(_field(cfg, "task"), "_name") or _field(state.get("args"), "task")
+    except Exception:  # cannot tell what it holds: keep fairseq's own error
+        return
+    if arch.startswith("pyramidion") or not arch:
+        return
+    raise DataError(
+        f"{path}: a {arch} model{f' of the {task} task' if task else ''}, not a pyramidion "
+        f"summarizer, so it cannot be loaded as one ({type(err).__name__}); a pretrained BART "
+        f"becomes one with pyramidion-convert {os.path.dirname(path)} OUT_DIR "
+        "--max-source-positions N (then fine-tune it)") from None
+
+
+def _field(config, key):
+    """``config[key]`` of a dict or DictConfig, ``config.key`` of a Namespace; None if absent."""
+    if config is None:
+        return None
+    if hasattr(config, "get") and not isinstance(config, type):
+        try:
+            return config.get(key)
+        except Exception:  # a DictConfig in struct mode
+            return None
+    return getattr(config, key, None)
 
 
 def _bpe_overrides(bpe, folders, spm_model, encoder_json, vocab_bpe) -> dict:

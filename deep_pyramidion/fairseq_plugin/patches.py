@@ -28,6 +28,7 @@ debugging).
     ngram_blocking           fairseq.ngram_repeat_block.NGramRepeatBlock._no_repeat_ngram
                                                                            fairseq#5206, #4709
     linear_bpe_merge         fairseq.data.encoders.gpt2_bpe_utils.Encoder.bpe  openai/gpt-2#339
+    gpt2_decode_fillers      fairseq.data.encoders.gpt2_bpe.GPT2BPE.decode  fairseq#1817
 """
 import functools
 import importlib
@@ -269,6 +270,24 @@ def _linear_bpe_merge(bpe):
     return wrapper
 
 
+def _gpt2_decode_fillers(decode):
+    """A BART's dictionary names the embedding rows that have no BPE token ``madeupwordNNNN``
+    (bart.base: 51201 rows for 50265 entries; pyramidion-convert writes them the same way).
+    fairseq's ``GPT2BPE.decode`` turns every symbol but <unk> and <mask> into a BPE id with int(),
+    so a model that emits one of them crashed fairseq-generate, fairseq-interactive and
+    summarize() with "invalid literal for int()" (fairseq#1817 is that error). They stand for no
+    text: they are decoded to nothing; every other symbol is fairseq's business as before."""
+    import re
+
+    filler = re.compile(r"madeupword\d+")
+
+    @functools.wraps(decode)
+    def wrapper(self, x: str) -> str:
+        return decode(self, " ".join(t for t in x.split() if not filler.fullmatch(t)))
+
+    return wrapper
+
+
 PATCHES: List[Patch] = [
     Patch("one_line_errors", "sys:excepthook", "-", "an expected failure ends fairseq's command "
           "lines with one line, not a traceback", _one_line_errors),
@@ -287,6 +306,9 @@ PATCHES: List[Patch] = [
     Patch("linear_bpe_merge", "fairseq.data.encoders.gpt2_bpe_utils:Encoder.bpe",
           "openai/gpt-2#339", "--bpe gpt2 encodes a long word in O(n log n), not rounds x "
           "letters", _linear_bpe_merge),
+    Patch("gpt2_decode_fillers", "fairseq.data.encoders.gpt2_bpe:GPT2BPE.decode", "fairseq#1817",
+          "--bpe gpt2 decodes a madeupwordNNNN filler to nothing instead of crashing",
+          _gpt2_decode_fillers),
 ]
 BY_NAME: Dict[str, Patch] = {p.name: p for p in PATCHES}
 

@@ -219,3 +219,31 @@ def test_linear_bpe_merge_gives_fairseqs_own_tokens():
             word = "".join(rng.choice("abc") for _ in range(rng.choice([1, 2, 7, 40, 400])))
             assert ours.bpe(word) == fairseqs(theirs, word), (word, merges)
             assert ours.cache.get(word, word) == ours.bpe(word)
+
+
+def test_gpt2_decode_fillers_drops_only_the_fillers():
+    """fairseq's GPT2BPE.decode with the patch: what fairseq's own decode gives for ids (and
+    <unk>, <mask>), and madeupwordNNNN fillers decoded to nothing where fairseq's int() failed."""
+    from argparse import Namespace
+
+    from fairseq.data.encoders.gpt2_bpe import GPT2BPE
+    from tests.support.bart import corpus
+    from deep_pyramidion.data.gpt2_bpe import learn_merges, write_bpe_files
+
+    patch = patches.BY_NAME["gpt2_decode_fillers"]
+    assert patch.applied
+    fairseqs = patch._original
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        tokens, ranks = learn_merges(corpus(50, seed=0), merges=60)
+        write_bpe_files({t: i for i, t in enumerate(tokens)}, ranks, f"{folder}/encoder.json",
+                        f"{folder}/vocab.bpe")
+        bpe = GPT2BPE(Namespace(gpt2_encoder_json=f"{folder}/encoder.json",
+                                gpt2_vocab_bpe=f"{folder}/vocab.bpe"))
+        ids = bpe.encode("the model reads long documents <unk>")
+        assert bpe.decode(ids) == fairseqs(bpe, ids)
+        with_fillers = " ".join(["madeupword0000"] + ids.split()[:3] + ["madeupword0012"]
+                                + ids.split()[3:])
+        assert bpe.decode(with_fillers) == fairseqs(bpe, ids)
+        with pytest.raises(ValueError):
+            fairseqs(bpe, with_fillers)               # what fairseq itself does
