@@ -19,7 +19,6 @@ and renamed into place only when complete; an existing OUT_DIR is replaced only 
 """
 import json
 import logging
-import math
 import os
 import shutil
 from argparse import Namespace
@@ -27,6 +26,7 @@ from typing import List, Optional
 
 import torch
 
+from deep_pyramidion.bart import SCORER_GAIN, default_schedule, init_poolers  # shared with from_bart
 from deep_pyramidion.data.io import DataError
 from deep_pyramidion.data.output import StagedDir, check_output_folder, owned_by, same_or_inside
 from deep_pyramidion.fairseq_plugin.bart import (
@@ -38,9 +38,6 @@ from deep_pyramidion.limits import check_max_source_positions
 logger = logging.getLogger(__name__)
 
 FAMILIES = ("pyramidion_bart_base", "pyramidion_bart_large")
-# Scorer initialisation: logits w.h + b with w ~ N(0, (gain / sqrt(D))^2) have a std of about
-# ``gain`` over BART's layer-normed states (per-channel variance ~1); see init_poolers.
-SCORER_GAIN = 4.0
 # what OUT_DIR holds after a conversion: --force replaces a folder of these and nothing else
 CONVERTED_FILES = owned_by(names=("model.pt", "dict.txt", "dict.src.txt", "dict.tgt.txt",
                                   "encoder.json", "vocab.bpe", "convert.json"))
@@ -120,18 +117,6 @@ def _check_places(src_dir: str, out_dir: str, force: bool) -> None:
             raise ConversionError(f"OUT_DIR {out_dir} is not empty; pass --force to replace it")
 
 
-def default_schedule(bart: PretrainedBart) -> str:
-    """Halfway through the encoder keep twice the pretrained context, after the last layer the
-    pretrained context itself (the width the decoder was pretrained to read): bart.base (6 layers,
-    1024 positions) gets {3: 2048, 5: 1024}, bart.large {6: 2048, 11: 1024}, the families'
-    defaults; a smaller model gets the same rule on its own sizes."""
-    layers, width = bart.sizes["encoder_layers"], min(bart.positions, 1024)
-    if layers == 1:
-        return f"{{0: {width}}}"
-    middle = layers // 2 if layers // 2 < layers - 1 else layers - 2
-    return f"{{{middle}: {2 * width}, {layers - 1}: {width}}}"
-
-
 def finetune_flags(bart: PretrainedBart, arch: str, max_source_positions: int, schedule: str
                    ) -> List[str]:
     """The model flags of the converted pyramidion: the family, then the source's own sizes."""
@@ -197,33 +182,6 @@ def _check_schedule(args, bart: PretrainedBart) -> None:
     except ValueError as err:
         raise ConversionError(f"{bart.source}: {err} (the model has "
                               f"{bart.sizes['encoder_layers']} encoder layers)") from None
-
-
-def init_poolers(model, seed: int, gain: float = SCORER_GAIN) -> List[str]:
-    """Initialise what the source does not have: the poolers' token scorers.
-
-    The decoder of a pretrained BART reads real token representations; the successive-halving
-    top-k outputs mixes of them, whose weights come from the score gaps (softmax of base**s). With
-    nn.Linear's default the logits spread by ~0.6, the scores sit around 0.5 and most outputs are
-    blurred averages of their members; with zero weights every pair weight is exactly 0.5, the
-    blurriest start. Weights ~ N(0, (gain / sqrt(D))^2) spread the logits by ~gain over
-    layer-normed states, so the scores cover (0, 1) and most outputs are close to one member
-    (BENCHMARKS.md "Pooler initialisation" measures these and fine-tunes two of them).
-    ``gain`` 0 gives zero weights; a negative ``gain`` keeps nn.Linear's default.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    added = []
-    for name, module in model.encoder.poolers.named_modules():
-        if isinstance(module, torch.nn.Linear) and module.out_features == 1 and gain >= 0:
-            D = module.in_features
-            with torch.no_grad():
-                module.weight.normal_(0.0, gain / math.sqrt(D), generator=generator)
-                module.bias.zero_()
-        for pname, _ in module.named_parameters(recurse=False):
-            added.append(f"encoder.poolers.{name}.{pname}" if name else f"encoder.poolers.{pname}")
-    for name, _ in model.encoder.attention_pattern.named_parameters():
-        added.append(f"encoder.attention_pattern.{name}")
-    return added
 
 
 def save_checkpoint(args: Namespace, model, path: str) -> None:

@@ -32,6 +32,9 @@ CORE_FILES = ("errors.py", "schedule.py", "config.py", "topk", "modules", "modul
               "data/gpt2_bpe.py")
 ADAPTER_FILES = ("hf/configuration_pyramidion.py", "hf/modeling_pyramidion.py",
                  "hf/tokenization_pyramidion.py")
+# imported by the adapter's files inside a try (an installed package's features), left as they are
+# in an export: transformers does not require what a try block imports
+PACKAGE_ONLY = ("deep_pyramidion.hf.from_bart",)
 AUTO_MAP = {
     "AutoConfig": "configuration_pyramidion.PyramidionHFConfig",
     "AutoModelForSeq2SeqLM": "modeling_pyramidion.PyramidionForConditionalGeneration",
@@ -91,7 +94,7 @@ def rewrite_imports(source: str, module: str, is_package: bool, known: Dict[str,
         if not isinstance(node, ast.ImportFrom):
             continue
         target = _absolute(node, module, is_package)
-        if not target.startswith("deep_pyramidion"):
+        if not target.startswith("deep_pyramidion") or target in PACKAGE_ONLY:
             continue
         indent = " " * node.col_offset
         attributes, statements = [], []

@@ -486,6 +486,18 @@ class PyramidionForConditionalGeneration(PyramidionPreTrainedModel, GenerationMi
         self.post_init()
         self._tie_shared()
 
+    @classmethod
+    def from_bart(cls, src_dir: str, max_source_positions: int, schedule: Optional[str] = None,
+                  **kwargs) -> "PyramidionForConditionalGeneration":
+        """A pyramidion from a local Hugging Face BART folder (deep_pyramidion/hf/from_bart.py:
+        pyramidion-convert's reading and initialisation, no fairseq). Needs the installed
+        package: an exported folder does not carry the converter."""
+        try:
+            from deep_pyramidion.hf.from_bart import from_bart
+        except ImportError as err:
+            raise ImportError(f"from_bart needs the deep_pyramidion package ({err})") from None
+        return from_bart(cls, src_dir, max_source_positions, schedule=schedule, **kwargs)
+
     # ------------------------------------------------------------------ weight sharing
     def shared_parameters(self) -> dict:
         """{target: source} of the parameters that are one tensor, as in the checkpoint: the

@@ -9,6 +9,7 @@ import pytest
 
 CORE = ["deep_pyramidion", "deep_pyramidion.config", "deep_pyramidion.schedule",
         "deep_pyramidion.topk", "deep_pyramidion.modules", "deep_pyramidion.modules.poolers",
+        "deep_pyramidion.bart",
         "deep_pyramidion.analysis.highlight"]
 PLAIN_PYTHON = ["deep_pyramidion.eval", "deep_pyramidion.eval.cli", "deep_pyramidion.data",
                 "deep_pyramidion.data.cli", "deep_pyramidion.data.io", "deep_pyramidion.data.aclsum",
