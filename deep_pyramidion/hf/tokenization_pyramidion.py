@@ -37,6 +37,7 @@ MARKER = "<q>"
 _MARKER_RE = re.compile(r"\s*" + re.escape(MARKER) + r"\s*")
 _SPACE_NORMALIZER = re.compile(r"\s+")     # fairseq's tokenize_line
 SPM_PIECE_SPACE = "\u2581"
+_FILLER = re.compile(r"madeupword\d+")
 
 VOCAB_FILES_NAMES = {"dict_file": "fairseq_dict.json", "sentencepiece_model": "spm.model",
                      "gpt2_encoder_json": "encoder.json", "gpt2_vocab_bpe": "vocab.bpe"}
@@ -137,10 +138,13 @@ class PyramidionTokenizer(PreTrainedTokenizer):
         return " ".join(_MARKER_RE.sub(separator, text).strip().split("\n"))
 
     def _gpt2_decode(self, symbols: List[str]) -> str:
-        # fairseq's GPT2BPE.decode: numeric symbols are BPE ids; others (<unk>, <mask>, ...) stay
-        # as their own characters
+        # fairseq's GPT2BPE.decode: numeric symbols are BPE ids, <unk> and <mask> stay as their own
+        # characters; the madeupwordNNNN fillers of a BART's dictionary stand for no text (the
+        # fairseq adapter's gpt2_decode_fillers patch decodes them to nothing too)
         data = bytearray()
         for symbol in symbols:
+            if _FILLER.fullmatch(symbol):
+                continue
             if symbol.isdigit() and int(symbol) in self.gpt2.id_to_token:
                 data.extend(self.gpt2.char_to_byte[c] for c in self.gpt2.id_to_token[int(symbol)])
             else:

@@ -90,7 +90,8 @@ def gpt2_case(tmp_path_factory):
     ids = [str(i) for i in range(len(tokens))]
     ids = ids[::2] + ids[1::2]                    # dictionary order is not the BPE's id order
     dictionary = Dictionary()
-    for symbol in ids:
+    # a BART's dictionary ends in fillers for rows without a BPE token, and <mask>
+    for symbol in ids + ["madeupword0000", "madeupword0001", "<mask>"]:
         dictionary.add_symbol(symbol)
     (root / "fairseq_dict.json").write_text(json.dumps(dictionary.symbols))
     tokenizer = PyramidionTokenizer(str(root / "fairseq_dict.json"),
@@ -135,3 +136,14 @@ def test_marker_and_batches(sentencepiece_case):
     # truncation keeps the first tokens and </s>, as pyramidion-summarize cuts a long document
     cut = tokenizer(text, truncation=True, max_length=5)["input_ids"]
     assert cut == ids[:4] + [tokenizer.eos_token_id]
+
+
+def test_fillers_and_mask_decode_as_fairseq_decodes_them(gpt2_case):
+    """madeupwordNNNN stands for no text (the gpt2_decode_fillers patch), <mask> for itself."""
+    tokenizer, fairseq = gpt2_case
+    ids = fairseq.encode("the model reads long documents")
+    fillers = [tokenizer.convert_tokens_to_ids(t) for t in ("madeupword0000", "<mask>")]
+    assert tokenizer.unk_token_id not in fillers
+    mixed = ids[:2] + fillers[:1] + ids[2:4] + fillers[1:] + ids[4:]
+    assert tokenizer.decode(mixed) == fairseq.decode(mixed)
+    assert "madeupword" not in tokenizer.decode(mixed) and "<mask>" in tokenizer.decode(mixed)
