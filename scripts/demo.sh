@@ -78,7 +78,7 @@ if [ -n "${DEMO_PRETRAINED:-}" ]; then
     [ -z "$bpe_missing" ] || {
       echo "error: PRETRAINED=$DEMO_PRETRAINED: a fairseq BART without${bpe_missing} (fairseq's BART archives do not ship GPT-2's BPE files): copy GPT-2's encoder.json and vocab.bpe into it" >&2
       exit 2; }
-  elif [ -f "$pretrained/config.json" ]; then
+  elif [ -f "$pretrained/config.json" ] && grep -qE '"model_type": *"bart"' "$pretrained/config.json"; then
     for f in vocab.json merges.txt; do [ -f "$pretrained/$f" ] || bpe_missing="$bpe_missing $f"; done
     [ -z "$bpe_missing" ] || {
       echo "error: PRETRAINED=$DEMO_PRETRAINED: a Hugging Face model folder without${bpe_missing} (its tokenizer files): download them with the model" >&2

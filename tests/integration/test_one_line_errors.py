@@ -122,16 +122,18 @@ def test_gpu_check_with_a_python_without_torch(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_demo_with_a_fairseq_bart_that_has_no_bpe_files(bart_sources, tmp_path):
+@pytest.mark.parametrize("kind, removed", [("fairseq", "encoder.json"),
+                                           ("huggingface", "merges.txt")])
+def test_demo_with_a_bart_that_has_no_bpe_files(bart_sources, tmp_path, kind, removed):
     bart = tmp_path / "bart"
-    shutil.copytree(bart_sources["fairseq"], bart)
-    (bart / "encoder.json").unlink()
+    shutil.copytree(bart_sources[kind], bart)
+    (bart / removed).unlink()
     proc = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh")], cwd=REPO,
                           env=dict(subprocess_env(), DEMO_PRETRAINED=str(bart),
                                    DEMO_DIR=str(tmp_path / "demo")),
                           capture_output=True, text=True, timeout=120)
     line = one_error_line(proc, status=2)
-    assert f"PRETRAINED={bart}" in line and "without encoder.json" in line
+    assert f"PRETRAINED={bart}" in line and f"without {removed}" in line
     assert "===" not in proc.stdout and not (tmp_path / "demo").exists()   # before any step
 
 
