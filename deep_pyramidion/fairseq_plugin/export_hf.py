@@ -114,23 +114,13 @@ def generation_config(config, overrides: dict):
         pad_token_id=config.pad_token_id, decoder_start_token_id=config.decoder_start_token_id)
 
 
-def export(args, state: dict, symbols: List[str], out_dir: str, bpe: dict, force: bool = False,
-           max_source_positions: Optional[int] = None, generation: Optional[dict] = None,
-           name: str = "the checkpoint") -> dict:
-    """Write the export of (fairseq arguments, model state dict, dictionary symbols) to out_dir.
-    ``bpe``: {"sentencepiece_model": path} or {"gpt2_encoder_json": ..., "gpt2_vocab_bpe": ...}."""
-    from safetensors.torch import save_file
-
+def hf_model(args, state: dict, vocab_size: int, max_source_positions: Optional[int] = None,
+             name: str = "the checkpoint"):
+    """(the Hugging Face model holding the checkpoint's weights, its state dict, the report of
+    every checkpoint tensor), in memory: what export() writes, and what benchmarks compare."""
     from deep_pyramidion.hf.modeling_pyramidion import PyramidionForConditionalGeneration
 
-    embed = state.get("encoder.embed_tokens.weight")
-    if embed is None:
-        raise ExportError(f"{name}: no encoder.embed_tokens.weight; not a pyramidion checkpoint")
-    if embed.size(0) != len(symbols):
-        raise ExportError(f"{bpe.get('dict_path', 'the dictionary')}: {len(symbols)} entries, but "
-                          f"{name}'s embeddings have {embed.size(0)} rows: pass the data folder the "
-                          "model was trained with")
-    config = hf_config(args, len(symbols), max_source_positions)
+    config = hf_config(args, vocab_size, max_source_positions)
     config.auto_map = AUTO_MAP
     weights, report = map_state_dict(state, config)
     model = PyramidionForConditionalGeneration(config)
@@ -140,6 +130,25 @@ def export(args, state: dict, symbols: List[str], out_dir: str, bpe: dict, force
     if missing or unexpected:
         raise ExportError(f"{name}: the export's model lacks {unexpected[:3]} and the checkpoint "
                           f"lacks {missing[:3]}")
+    return model.eval(), weights, report
+
+
+def export(args, state: dict, symbols: List[str], out_dir: str, bpe: dict, force: bool = False,
+           max_source_positions: Optional[int] = None, generation: Optional[dict] = None,
+           name: str = "the checkpoint") -> dict:
+    """Write the export of (fairseq arguments, model state dict, dictionary symbols) to out_dir.
+    ``bpe``: {"sentencepiece_model": path} or {"gpt2_encoder_json": ..., "gpt2_vocab_bpe": ...}."""
+    from safetensors.torch import save_file
+
+    embed = state.get("encoder.embed_tokens.weight")
+    if embed is None:
+        raise ExportError(f"{name}: no encoder.embed_tokens.weight; not a pyramidion checkpoint")
+    if embed.size(0) != len(symbols):
+        raise ExportError(f"{bpe.get('dict_path', 'the dictionary')}: {len(symbols)} entries, but "
+                          f"{name}'s embeddings have {embed.size(0)} rows: pass the data folder the "
+                          "model was trained with")
+    model, weights, report = hf_model(args, state, len(symbols), max_source_positions, name)
+    config = model.config
     _check_tokenizer(symbols, bpe)
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not force:
         raise ExportError(f"OUT_DIR {out_dir} is not empty; pass --force to replace it")
@@ -310,7 +319,7 @@ def _read_dictionary(data: str):
     raise DataError(f"--data {data}: no dict.src.txt (the model's dictionary) there")
 
 
-__all__ = ["export", "generation_config", "hf_config", "main"]
+__all__ = ["export", "generation_config", "hf_config", "hf_model", "main"]
 
 if __name__ == "__main__":
     import sys
