@@ -267,7 +267,7 @@ class PyramidionEncoder(nn.Module):
             raise ValueError(f"{input_ids.size(1)} source tokens, but the model has {limit} "
                              "learned positions: truncate the input (tokenizer truncation=True)")
         x = self.embed_scale * self.embed_tokens(input_ids)
-        x = x + self.embed_positions(fairseq_positions(padding, self.pad))
+        x = x + self.embed_positions(fairseq_positions(padding, self.pad)).to(x.dtype)
         if self.layernorm_embedding is not None:
             x = self.layernorm_embedding(x)
         x = F.dropout(x, self.config.dropout, self.training)
@@ -392,7 +392,7 @@ class PyramidionDecoder(nn.Module):
         if attention_mask is not None and attention_mask.dim() == 2:
             padding = padding | ~attention_mask[:, -L:].bool()
         x = self.embed_scale * self.embed_tokens(input_ids)
-        x = x + self.embed_positions(fairseq_positions(padding, self.pad, past))
+        x = x + self.embed_positions(fairseq_positions(padding, self.pad, past)).to(x.dtype)
         if self.layernorm_embedding is not None:
             x = self.layernorm_embedding(x)
         x = F.dropout(x, self.config.dropout, self.training)

@@ -115,3 +115,15 @@ def test_training_lowers_the_loss_and_gradient_checkpointing_is_exact():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.5 * first
+
+
+def test_runs_in_bfloat16():
+    """Sinusoidal positions are computed in float32; they must not turn a bf16 model's states
+    back to float32 (the next layer's weights would not match)."""
+    model = tiny().eval().to(torch.bfloat16)
+    tokens, mask, labels = batch()
+    with torch.no_grad():
+        logits = model(input_ids=tokens, attention_mask=mask, labels=labels).logits
+        out = model.generate(input_ids=tokens, attention_mask=mask, num_beams=2, max_new_tokens=4)
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
+    assert out.shape[0] == 2
