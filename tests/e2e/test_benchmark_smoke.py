@@ -90,3 +90,24 @@ def test_topk_benchmark_small(tmp_path):
         assert r["peak_mib"] is None or r["peak_mib"] >= 0
     assert "B x 256 -> 64, D=32, fwdbwd (ratios from the min)" in proc.stdout
     assert "# triton skipped" in proc.stdout
+
+
+def test_selection_benchmark_small(tmp_path):
+    """``python -m benchmarks.selection`` end to end through fairseq-train and fairseq-generate:
+    two options, one seed, a few updates; rows, table and plot written, and a second run with the
+    same --out reuses the rows it has."""
+    out = tmp_path / "selection"
+    flags = ["--options", "topk-st", "none", "--seeds", "1", "--updates", "2", "--train-docs",
+             "24", "--test-docs", "4", "--length", "128", "--compression", "8", "--spans", "2",
+             "--span-length", "2", "--out", str(out), "--jobs", "1"]
+    proc = run_module("benchmarks.selection", *flags, timeout=600)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["option"] for r in rows) == ["none", "topk-st"]
+    for row in rows:
+        assert 0.0 <= row["recall"] <= 1.0 and 0.0 <= row["token_accuracy"] <= 1.0
+        assert row["train_seconds"] > 0 and row["updates"] == 2 and row["task"] == "spans"
+    assert "--topk-straight-through" in next(r for r in rows if r["option"] == "topk-st")["flags"]
+    assert "| topk-st | 1 |" in proc.stdout and (out / "table.md").exists()
+    assert (out / "quality.png").stat().st_size > 0
+    again = run_module("benchmarks.selection", *flags, timeout=300)
+    assert "0 runs to do (2 done before)" in again.stderr
