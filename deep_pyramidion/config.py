@@ -104,6 +104,10 @@ class PyramidionConfig:
         "that won all its pairings) alone, the backward pass takes the gradient of the paper's "
         "soft pair weights (a straight-through estimator); 0: the paper's soft mix",
         choices=(0, 1), type=int)
+    topk_center_scores: int = _option(
+        0, "--topk-center-scores", "1: the top-k scorer's logits are centred on each "
+        "document's mean before the sigmoid, so the scores cannot all saturate together; 0: the "
+        "paper's sigmoid(logit)", choices=(0, 1), type=int)
     topk_impl: str = _option("auto", "--topk-impl", "top-k kernel: auto (triton on CUDA, torch "
                              "elsewhere; env DEEP_PYRAMIDION_TOPK_IMPL overrides), reference, "
                              "torch, triton", choices=TOPK_IMPLS)
@@ -236,7 +240,8 @@ class PyramidionConfig:
         _check_int(self.compression_taps, "--compression-taps", 1)
         _check_int(self.encoder_layers, "--encoder-layers", 1)
         for flag, value in (("--sort-back", self.sort_back), ("--flip-right", self.flip_right),
-                            ("--topk-straight-through", self.topk_straight_through)):
+                            ("--topk-straight-through", self.topk_straight_through),
+                            ("--topk-center-scores", self.topk_center_scores)):
             if value not in (0, 1) or isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{flag} must be 0 or 1, got {value!r}")
         if self.encoder_pooling_arch not in SCORER_ARCHS:

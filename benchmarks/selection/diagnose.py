@@ -37,6 +37,8 @@ logger = logging.getLogger("benchmarks.selection.diagnose")
 VARIANTS: Dict[str, List[str]] = {
     "paper": [],
     "st": ["--topk-straight-through", "1"],
+    "centered": ["--topk-center-scores", "1"],
+    "st-centered": ["--topk-straight-through", "1", "--topk-center-scores", "1"],
     "avg": ["--encoder-pooling", "avg"],
     "none": ["--encoder-pooling", "none", "--enc-layers-and-token-width", "{}"],
 }
@@ -99,7 +101,7 @@ def pooler_stats(model, needed: torch.Tensor) -> Dict[str, float]:
     record = records[0]
     pooler = model.encoder.poolers[str(record.layer)]
     if hasattr(pooler, "score"):
-        scores = pooler.score(record.x).detach()                          # (B, n)
+        scores = pooler.score(record.x, record.mask).detach()                          # (B, n)
         stats["score_gap"] = (scores[needed].mean() - scores[~needed].mean()).item()
     assignment = record.pooled.assignment
     if assignment is not None:

@@ -8,6 +8,8 @@ M = 2**ceil(log2(n/k)) inputs per output of the successive-halving top-k.
     hard-topk  plain top-k of the same scores, document order kept; the scorer learns through a
                straight-through gate (the paper's ablation)
 """
+from typing import Optional
+
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -43,7 +45,7 @@ class SuccessiveHalvingPooler(Pooler):
 
     def __init__(self, embed_dim: int, width: int, scorer: str = "linear", base: float = 20.0,
                  flip_right: bool = True, sort_back: bool = True, impl: str = "auto",
-                 straight_through: bool = False):
+                 straight_through: bool = False, center_scores: bool = False):
         super().__init__(width)
         self.scorer = TokenScorer(embed_dim, scorer)
         self.base = float(base)
@@ -51,19 +53,27 @@ class SuccessiveHalvingPooler(Pooler):
         self.sort_back = bool(sort_back)
         self.impl = impl
         self.straight_through = bool(straight_through)
+        self.center_scores = bool(center_scores)
 
     @classmethod
     def from_config(cls, embed_dim, width, config):
         return cls(embed_dim, width, config.encoder_pooling_arch, config.topk_softmax_base,
                    config.flip_right, config.sort_back, config.topk_impl,
-                   config.topk_straight_through)
+                   config.topk_straight_through, config.topk_center_scores)
 
-    def score(self, x: Tensor) -> Tensor:
+    def score(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         # fp32 scores: base ** s must not overflow under --fp16/--bf16
-        return torch.sigmoid(self.scorer(x).float()) + SCORE_EPS  # (B, n)
+        logits = self.scorer(x).float()                                   # (B, n)
+        if self.center_scores:
+            # a document's scores straddle 0.5 whatever the scorer's bias does: they cannot all
+            # saturate at 0 or 1 together, where every pair weight is 0.5 and the gradient stops
+            real = torch.ones_like(logits) if mask is None else (~mask).float()
+            mean = (logits * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp(min=1)
+            logits = logits - mean
+        return torch.sigmoid(logits) + SCORE_EPS  # (B, n)
 
     def forward(self, x, mask, usage=None, with_assignment=False):
-        scores = self.score(x)
+        scores = self.score(x, mask)
         k = min(self.width, x.size(1))
         if k >= x.size(1):
             return self.pass_through(x, mask, with_assignment, dependency=scores)

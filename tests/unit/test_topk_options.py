@@ -1,5 +1,6 @@
-"""--topk-straight-through 1: the forward pass keeps each output's leader alone, the backward pass
-is the paper's soft operator's (modules/poolers/topk.py: leaders_straight_through)."""
+"""The top-k's learning options beside the paper's operator (modules/poolers/topk.py):
+--topk-straight-through 1 (the forward pass keeps each output's leader alone, the backward pass is
+the paper's soft operator's) and --topk-center-scores 1 (logits centred per document)."""
 import pytest
 import torch
 
@@ -65,3 +66,30 @@ def test_weights_are_one_hot_forward_and_identity_backward():
 def test_the_flag_is_checked():
     with pytest.raises(ValueError, match="--topk-straight-through"):
         PyramidionConfig(topk_straight_through=2).validate()
+    with pytest.raises(ValueError, match="--topk-center-scores"):
+        PyramidionConfig(topk_center_scores=-1).validate()
+
+
+def test_centred_scores_straddle_one_half_whatever_the_bias():
+    torch.manual_seed(0)
+    config = PyramidionConfig(topk_center_scores=1).validate()
+    pooler = build_pooler("topk", 5, 4, config)
+    with torch.no_grad():
+        pooler.scorer.net.bias.fill_(100.0)      # the paper's scores would all be 1.0
+    x = torch.randn(2, 12, 5)
+    mask = torch.zeros(2, 12, dtype=torch.bool)
+    mask[1, 7:] = True
+    mask_padding_values = x.clone()
+    mask_padding_values[1, 7:] = 1e3             # padding never moves the centre
+    scores = pooler.score(x, mask)
+    assert torch.allclose(scores[~mask], pooler.score(mask_padding_values, mask)[~mask])
+    for row in range(2):
+        real = scores[row][~mask[row]]
+        assert real.min() < 0.5 < real.max()
+    # the gradient still reaches the scorer's weights
+    pooler(x, mask).x.sum().backward()
+    assert pooler.scorer.net.weight.grad.abs().sum() > 0
+    paper = build_pooler("topk", 5, 4, PyramidionConfig().validate())
+    with torch.no_grad():
+        paper.scorer.net.bias.fill_(100.0)
+    assert torch.allclose(paper.score(x, mask), torch.full((2, 12), 1.0 + 1e-5))
