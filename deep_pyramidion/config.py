@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Optional, Tuple
 
 from deep_pyramidion.errors import ConfigError
+from deep_pyramidion.limits import check_max_source_positions
 from deep_pyramidion.schedule import FLAG as SCHEDULE_FLAG
 from deep_pyramidion.schedule import inactive_pooling_layers, parse_pooling_schedule
 
@@ -239,6 +240,10 @@ class PyramidionConfig:
         _check_int(self.compressed_memory_chunks, "--compressed-memory-chunks", 0)
         _check_int(self.compression_taps, "--compression-taps", 1)
         _check_int(self.encoder_layers, "--encoder-layers", 1)
+        try:  # fairseq-train's own flag: a typo'd 100000000 would allocate the position table first
+            check_max_source_positions(self.max_source_positions)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         for flag, value in (("--sort-back", self.sort_back), ("--flip-right", self.flip_right),
                             ("--topk-straight-through", self.topk_straight_through),
                             ("--topk-center-scores", self.topk_center_scores)):

@@ -162,3 +162,10 @@ def test_every_numeric_option_is_checked_for_type_finiteness_and_range(name, val
         assert accepted in (0, 1)
     else:
         assert accepted >= 0
+
+
+def test_max_source_positions_is_bounded_before_any_allocation():
+    from deep_pyramidion.limits import MAX_SOURCE_POSITIONS
+    PyramidionConfig(max_source_positions=MAX_SOURCE_POSITIONS).validate()
+    with pytest.raises(ValueError, match="--max-source-positions 100000000: at most"):
+        PyramidionConfig(max_source_positions=100_000_000).validate()
