@@ -27,11 +27,12 @@ from deep_pyramidion.errors import PyramidionError
 logger = logging.getLogger(__name__)
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# the files an export runs on: the core, the plain-Python GPT-2 BPE and this adapter
-CORE_FILES = ("errors.py", "schedule.py", "config.py", "topk", "modules", "modules/poolers",
-              "data/gpt2_bpe.py")
-ADAPTER_FILES = ("hf/configuration_pyramidion.py", "hf/modeling_pyramidion.py",
-                 "hf/tokenization_pyramidion.py")
+# the files an export runs on: the adapter's, and every module of the package they import,
+# followed import by import (the core: config, schedule, topk, modules, ...; the GPT-2 BPE), so a
+# module the core starts to import is carried without a list to update
+ADAPTER_MODULES = ("deep_pyramidion.hf.configuration_pyramidion",
+                   "deep_pyramidion.hf.modeling_pyramidion",
+                   "deep_pyramidion.hf.tokenization_pyramidion")
 # imported by the adapter's files inside a try (an installed package's features), left as they are
 # in an export: transformers does not require what a try block imports
 PACKAGE_ONLY = ("deep_pyramidion.hf.from_bart",)
@@ -47,20 +48,45 @@ class ExportError(PyramidionError):
 
 
 # ---------------------------------------------------------------------------------- the code
+def module_path(module: str):
+    """The file of a deep_pyramidion module (a package's __init__.py), or None."""
+    parts = module.split(".")[1:]
+    base = os.path.join(PACKAGE_DIR, *parts)
+    for path in (base + ".py", os.path.join(base, "__init__.py")):
+        if parts and os.path.isfile(path):
+            return path
+    return None
+
+
 def code_files() -> Dict[str, str]:
-    """{dotted module name: path} of every file an export needs."""
-    out = {}
-    for entry in CORE_FILES + ADAPTER_FILES:
-        path = os.path.join(PACKAGE_DIR, entry)
-        names = sorted(n for n in os.listdir(path) if n.endswith(".py")) if os.path.isdir(path) \
-            else [os.path.basename(path)]
-        folder = entry if os.path.isdir(path) else os.path.dirname(entry)
-        for name in names:
-            parts = ["deep_pyramidion"] + [p for p in folder.split("/") if p]
-            if name != "__init__.py":
-                parts.append(name[:-3])
-            out[".".join(parts)] = os.path.join(PACKAGE_DIR, folder, name)
-    return out
+    """{dotted module name: path} of every file an export needs: the adapter's modules and what
+    they import of the package, transitively (imports inside a try of PACKAGE_ONLY modules
+    excepted); the package's own __init__ (the fairseq hook) is never one of them."""
+    found, queue = {}, list(ADAPTER_MODULES)
+    while queue:
+        module = queue.pop()
+        if module in found:
+            continue
+        path = module_path(module)
+        if path is None:
+            raise ExportError(f"{module}: no such module of the package")
+        found[module] = path
+        is_package = path.endswith("__init__.py")
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            target = _absolute(node, module, is_package)
+            if not target.startswith("deep_pyramidion") or target in PACKAGE_ONLY:
+                continue
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                if module_path(sub) is not None:
+                    queue.append(sub)
+            if target != "deep_pyramidion":
+                queue.append(target)
+    return dict(sorted(found.items()))
 
 
 def flat_name(module: str) -> str:

@@ -9,6 +9,7 @@ file or option, exit status 1, and nothing written.
 """
 import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -78,14 +79,22 @@ def test_export_folder(exported):
                 assert id(node) in guarded, f"{path.name}:{node.lineno}"
 
 
-def test_standalone_generate_prints_what_pyramidion_summarize_prints(trained, exported):
+@pytest.fixture(scope="module")
+def summarized(trained):
+    """pyramidion-summarize's lines for test-A, one document per batch."""
     documents = trained["root"] / "text" / "test-A.src"
     summarize = subprocess.run(
         [console_script("pyramidion-summarize"), "--checkpoint", str(trained["ckpt"]),
          "--data", str(trained["data"]), "--batch-size", "1", *DECODING, str(documents)],
         capture_output=True, text=True, timeout=600)
     assert summarize.returncode == 0, summarize.stderr
-    expected = summarize.stdout.splitlines()
+    return summarize.stdout.splitlines()
+
+
+def test_standalone_generate_prints_what_pyramidion_summarize_prints(trained, exported,
+                                                                     summarized):
+    documents = trained["root"] / "text" / "test-A.src"
+    expected = summarized
     code = f"""
 import json, sys, torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -104,6 +113,22 @@ print(json.dumps(out))
     got = json.loads(run_standalone(code, trained["root"]))
     assert len(expected) == 5 and got == expected
     assert len(set(got)) > 1
+
+
+def test_recipe_exports_summarizes_with_transformers_and_scores(trained, summarized):
+    """scripts/hf_recipe.sh: export -> scripts/hf_summarize.py -> score.py; the summaries are
+    pyramidion-summarize's."""
+    from tests.support.paths import SCRIPTS
+
+    work = trained["root"] / "recipe"
+    proc = subprocess.run(["bash", str(SCRIPTS / "hf_recipe.sh"), str(trained["ckpt"]),
+                           str(trained["data"]), str(trained["root"] / "text"), str(work)],
+                          env={**os.environ, "EXPORT_ARGS": " ".join(DECODING)},
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (work / "hyps-test-A.txt").read_text().splitlines() == summarized
+    rouge = json.loads((work / "rouge.json").read_text())
+    assert "rouge1" in json.dumps(rouge).lower()
 
 
 def test_standalone_load_sees_the_fairseq_weights(trained, exported):
