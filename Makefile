@@ -36,7 +36,9 @@ $(VENV)/.fairseq-stamp: $(VENV)/bin/python
 # fairseq-fixed requires torchaudio, and pip resolves it to a build for another torch that fails
 # to load; fairseq's text tasks never import it, but transformers does whenever it is installed
 # (the Hugging Face BART tests and the LED benchmark), so it is removed after every install.
-$(VENV)/.install-stamp: $(VENV)/.fairseq-stamp setup.py
+# deep_pyramidion/commands.py is the table setup.py makes the console scripts from: a new row
+# reinstalls, so its command exists in $(VENV)/bin.
+$(VENV)/.install-stamp: $(VENV)/.fairseq-stamp setup.py deep_pyramidion/commands.py
 	$(PIP) install -q -e ".[test,viz]"
 	$(PIP) uninstall -y -q torchaudio 2>/dev/null || true
 	touch $@
@@ -85,7 +87,7 @@ $(NEWEST_VENV)/.fairseq-stamp: $(NEWEST_VENV)/bin/python
 	$(NEWEST_PIP) install -q --no-build-isolation "fairseq-fixed==0.12.3.1" "$(NEWEST_TORCH_SPEC)"
 	touch $@
 
-$(NEWEST_VENV)/.install-stamp: $(NEWEST_VENV)/.fairseq-stamp setup.py
+$(NEWEST_VENV)/.install-stamp: $(NEWEST_VENV)/.fairseq-stamp setup.py deep_pyramidion/commands.py
 	$(NEWEST_PIP) install -q -e ".[test,viz]" "$(NEWEST_TORCH_SPEC)" "$(NEWEST_HF_SPEC)"
 	$(NEWEST_PIP) uninstall -y -q torchaudio 2>/dev/null || true
 	touch $@

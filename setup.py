@@ -1,4 +1,20 @@
+import ast
+import os
+
 from setuptools import find_packages, setup
+
+
+def console_scripts():
+    """``name=module:function`` for every row of deep_pyramidion/commands.py, read as a literal
+    (the package is not imported: its requirements may not be installed yet)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "deep_pyramidion", "commands.py")
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read(), path)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["COMMANDS"]:
+            return [f"{name}={target}" for name, (target, _summary) in ast.literal_eval(node.value).items()]
+    raise RuntimeError(f"{path}: no COMMANDS table")
+
 
 setup(
     name="deep_pyramidion",
@@ -35,11 +51,7 @@ setup(
         "bench": ["transformers", "matplotlib"],
         "viz": ["matplotlib"],
     },
-    entry_points={
-        "console_scripts": [
-            "pyramidion-summarize=deep_pyramidion.fairseq_plugin.cli:summarize_main",
-            "pyramidion-convert=deep_pyramidion.fairseq_plugin.cli:convert_main",
-            "pyramidion-export-hf=deep_pyramidion.fairseq_plugin.export_hf:main",
-        ],
-    },
+    # one console script per row of deep_pyramidion/commands.py (pyramidion-summarize,
+    # pyramidion-convert, pyramidion-export-hf, pyramidion-score, ...)
+    entry_points={"console_scripts": console_scripts()},
 )

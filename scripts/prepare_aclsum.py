@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Thin wrapper: see ``--help`` and deep_pyramidion/data/cli.py (prepare_aclsum_main)."""
+"""Thin wrapper of ``pyramidion-prepare aclsum``: see ``--help`` and deep_pyramidion/data/cli.py
+(prepare_aclsum_main)."""
 import sys
 
 from deep_pyramidion.data.cli import prepare_aclsum_main

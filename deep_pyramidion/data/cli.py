@@ -1,6 +1,7 @@
-"""The command lines of the data package: ``scripts/prepare_aclsum.py``,
-``scripts/prepare_arxiv_pubmed.py`` and ``scripts/preprocess.py`` (thin wrappers around the mains
-here). Every expected failure ends with one ``error: ...`` line and the exit codes of
+"""The command lines of the data package: ``pyramidion-prepare`` (``aclsum`` and ``arxiv-pubmed``,
+also ``scripts/prepare_aclsum.py`` and ``scripts/prepare_arxiv_pubmed.py``) and
+``pyramidion-preprocess`` (also ``scripts/preprocess.py``); deep_pyramidion/commands.py lists them.
+Every expected failure ends with one ``error: ...`` line and the exit codes of
 :mod:`deep_pyramidion.data.cli_common`; every output folder is replaced only when the run succeeded
 (:mod:`deep_pyramidion.data.output`)."""
 
@@ -33,7 +34,9 @@ def _cpus() -> int:
 
 PREPARE_ACLSUM_DOC = """Write the ACLSum papers shipped by the `aclsum` package as train / dev-0 / test-A text splits.
 
-    python scripts/prepare_aclsum.py --out data/aclsum [--max-source-words N] [--strict]
+    pyramidion-prepare aclsum --out data/aclsum [--max-source-words N] [--strict]
+
+(From a checkout, python scripts/prepare_aclsum.py takes the same flags.)
 
 Writes {split}.src (paper body), {split}.tgt (abstract, sentences joined by " <q> "), {split}.ids,
 prepare.json and, when documents were skipped, skipped.tsv. No network access. A paper that cannot
@@ -43,22 +46,32 @@ skipped with a warning naming it and counted; --strict makes it an error.
 
 
 def prepare_aclsum_main(argv: Optional[List[str]] = None) -> int:
-    """``scripts/prepare_aclsum.py``; returns the exit status."""
+    """``scripts/prepare_aclsum.py`` (``pyramidion-prepare aclsum``); returns the exit status."""
     return run_cli(_prepare_aclsum_main, argv)
 
 
 def _prepare_aclsum_main(argv) -> int:
-    from .aclsum import aclsum_data_dir, prepare_aclsum
+    parser = argparse.ArgumentParser(prog="prepare_aclsum.py", **_prepare_aclsum_help())
+    _add_prepare_aclsum_args(parser)
+    return _run_prepare_aclsum(parser, parser.parse_args(argv))
 
-    parser = argparse.ArgumentParser(prog="prepare_aclsum.py", description=PREPARE_ACLSUM_DOC,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=exit_codes_help(note=_FOLDER_NOTE))
+
+def _prepare_aclsum_help() -> dict:
+    return dict(description=PREPARE_ACLSUM_DOC, formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog=exit_codes_help(note=_FOLDER_NOTE))
+
+
+def _add_prepare_aclsum_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--data-dir", help="aclsum dataset folder (default: the installed package's)")
     parser.add_argument("--max-source-words", type=int, default=None,
                         help="cut each body to its first N words (default: keep all; the model truncates)")
     parser.add_argument("--strict", action="store_true", help="fail on the first bad document instead of skipping it")
-    args = parser.parse_args(argv)
+
+
+def _run_prepare_aclsum(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .aclsum import aclsum_data_dir, prepare_aclsum
+
     if args.max_source_words is not None and args.max_source_words <= 0:
         parser.error("--max-source-words must be a positive integer")
     _logging()
@@ -75,9 +88,11 @@ def _prepare_aclsum_main(argv) -> int:
 PREPARE_ARXIV_DOC = """Convert the arXiv / PubMed summarization sets (Cohan et al., 2018) to train / dev-0 / test-A.
 
 From the original release (a folder with train.txt, val.txt, test.txt, or those files):
-    python scripts/prepare_arxiv_pubmed.py --input arxiv-dataset --out data/arxiv
+    pyramidion-prepare arxiv-pubmed --input arxiv-dataset --out data/arxiv
 From the Hugging Face copy (needs `pip install datasets` and network access):
-    python scripts/prepare_arxiv_pubmed.py --hf scientific_papers --config arxiv --out data/arxiv
+    pyramidion-prepare arxiv-pubmed --hf scientific_papers --config arxiv --out data/arxiv
+
+(From a checkout, python scripts/prepare_arxiv_pubmed.py takes the same flags.)
 
 Writes {split}.src (article), {split}.tgt (abstract sentences joined by " <q> "), {split}.ids,
 prepare.json and, when documents were skipped, skipped.tsv. A record that cannot be used (not an
@@ -87,16 +102,23 @@ warning naming it and counted; --strict makes it an error. A line that is not JS
 
 
 def prepare_arxiv_pubmed_main(argv: Optional[List[str]] = None) -> int:
-    """``scripts/prepare_arxiv_pubmed.py``; returns the exit status."""
+    """``scripts/prepare_arxiv_pubmed.py`` (``pyramidion-prepare arxiv-pubmed``); returns the exit
+    status."""
     return run_cli(_prepare_arxiv_pubmed_main, argv)
 
 
 def _prepare_arxiv_pubmed_main(argv) -> int:
-    from .arxiv_pubmed import SPLIT_NAMES, prepare_arxiv_pubmed, prepare_hf
+    parser = argparse.ArgumentParser(prog="prepare_arxiv_pubmed.py", **_prepare_arxiv_help())
+    _add_prepare_arxiv_args(parser)
+    return _run_prepare_arxiv_pubmed(parser, parser.parse_args(argv))
 
-    parser = argparse.ArgumentParser(prog="prepare_arxiv_pubmed.py", description=PREPARE_ARXIV_DOC,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=exit_codes_help(note=_FOLDER_NOTE))
+
+def _prepare_arxiv_help() -> dict:
+    return dict(description=PREPARE_ARXIV_DOC, formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog=exit_codes_help(note=_FOLDER_NOTE))
+
+
+def _add_prepare_arxiv_args(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", nargs="+", metavar="DIR_OR_FILES",
                         help="folder with train/val/test .txt|.jsonl, or the split files themselves")
@@ -108,7 +130,11 @@ def _prepare_arxiv_pubmed_main(argv) -> int:
     parser.add_argument("--max-source-words", type=int, default=None,
                         help="cut each article to its first N words (default: keep all)")
     parser.add_argument("--strict", action="store_true", help="fail on the first bad document instead of skipping it")
-    args = parser.parse_args(argv)
+
+
+def _run_prepare_arxiv_pubmed(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .arxiv_pubmed import SPLIT_NAMES, prepare_arxiv_pubmed, prepare_hf
+
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     unknown = [s for s in splits if s not in SPLIT_NAMES]
     if unknown or not splits:
@@ -128,16 +154,62 @@ def _prepare_arxiv_pubmed_main(argv) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- pyramidion-prepare
+
+PREPARE_DOC = """Write a summarization data set as text splits train / dev-0 / test-A, one document per line.
+
+    pyramidion-prepare aclsum --out data/aclsum
+    pyramidion-prepare arxiv-pubmed --input arxiv-dataset --out data/arxiv
+    pyramidion-prepare arxiv-pubmed --hf scientific_papers --config pubmed --out data/pubmed
+
+SOURCE aclsum: the ACLSum papers shipped by the `aclsum` package (pip install -e '.[data]');
+SOURCE arxiv-pubmed: the arXiv / PubMed sets of Cohan et al. (2018), from the original release or
+the Hugging Face copy. `pyramidion-prepare SOURCE --help` lists the flags of each, which are those
+of scripts/prepare_aclsum.py and scripts/prepare_arxiv_pubmed.py. Next step:
+pyramidion-preprocess --data data/aclsum --out data-bin/aclsum.
+"""
+
+#: SOURCE -> (one-line help, help settings, add the flags, run)
+_PREPARE_SOURCES = {
+    "aclsum": ("the ACLSum papers of the aclsum package", _prepare_aclsum_help, _add_prepare_aclsum_args,
+               _run_prepare_aclsum),
+    "arxiv-pubmed": ("arXiv / PubMed (Cohan et al., 2018): the original release or Hugging Face's copy",
+                     _prepare_arxiv_help, _add_prepare_arxiv_args, _run_prepare_arxiv_pubmed),
+}
+
+
+def prepare_main(argv: Optional[List[str]] = None, prog: str = "pyramidion-prepare") -> int:
+    """``pyramidion-prepare SOURCE ...``: the prepare command of each source under one name;
+    returns the exit status."""
+    return run_cli(lambda args: _prepare_main(args, prog), argv)
+
+
+def _prepare_main(argv, prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=PREPARE_DOC,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=exit_codes_help(note=_FOLDER_NOTE))
+    sources = parser.add_subparsers(dest="source", metavar="SOURCE", required=True,
+                                    title="sources (pyramidion-prepare SOURCE --help for its flags)")
+    for name, (summary, help_settings, add_args, run) in _PREPARE_SOURCES.items():
+        sub = sources.add_parser(name, help=summary, **help_settings())
+        add_args(sub)
+        sub.set_defaults(_parser=sub, _run=run)
+    args = parser.parse_args(argv)
+    return args._run(args._parser, args)
+
+
 # --------------------------------------------------------------------------- preprocess
 
 PREPROCESS_DOC = """Sentencepiece + fairseq-preprocess: text splits -> binarized data named train / dev-0 / test-A.
 
-    python scripts/preprocess.py --data data/aclsum --out data-bin/aclsum --vocab-size 32000
-    python scripts/preprocess.py --data data/arxiv --out data-bin/arxiv --spm-model spm.model --workers 8
-    python scripts/preprocess.py --check data-bin/aclsum [--spm-model other.model]
-    python scripts/preprocess.py --data data/arxiv --out data-bin/arxiv-bart --pretrained bart-8k/
+    pyramidion-preprocess --data data/aclsum --out data-bin/aclsum --vocab-size 32000
+    pyramidion-preprocess --data data/arxiv --out data-bin/arxiv --spm-model spm.model --workers 8
+    pyramidion-preprocess --check data-bin/aclsum [--spm-model other.model]
+    pyramidion-preprocess --data data/arxiv --out data-bin/arxiv-bart --pretrained bart-8k/
 
-DATA holds {split}.src / {split}.tgt (one document per line, as the prepare_* scripts write them).
+(From a checkout, python scripts/preprocess.py takes the same flags.)
+
+DATA holds {split}.src / {split}.tgt (one document per line, as pyramidion-prepare writes them).
 OUT gets {split}.src-tgt.{src,tgt}.{bin,idx}, dict.src.txt = dict.tgt.txt, spm.model (pass it as
 --sentencepiece-model), {split}.ids and preprocess.json. With --pretrained DIR (pyramidion-convert's
 OUT_DIR) the text is encoded with that model's byte-level BPE and binarized with its dict.txt, so the
@@ -147,16 +219,17 @@ token ids are the pretrained model's; OUT then holds encoder.json + vocab.bpe in
 """
 
 
-def preprocess_main(argv: Optional[List[str]] = None) -> int:
-    """``scripts/preprocess.py``; returns the exit status."""
-    return run_cli(_preprocess_main, argv)
+def preprocess_main(argv: Optional[List[str]] = None, prog: str = "pyramidion-preprocess") -> int:
+    """``pyramidion-preprocess`` (``scripts/preprocess.py`` passes its own ``prog``); returns the
+    exit status."""
+    return run_cli(lambda args: _preprocess_main(args, prog), argv)
 
 
-def _preprocess_main(argv) -> int:
+def _preprocess_main(argv, prog: str = "pyramidion-preprocess") -> int:
     from .binarize import SPLITS, check_spm_dictionary, preprocess
 
     parser = argparse.ArgumentParser(
-        prog="preprocess.py", description=PREPROCESS_DOC, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog, description=PREPROCESS_DOC, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=exit_codes_help(note=_FOLDER_NOTE + " Reusing OUT/spm.model (--spm-model) with --overwrite is "
                                "safe: the old folder, model included, stays until the new one is complete."))
     parser.add_argument("--data", help="folder with the text splits")

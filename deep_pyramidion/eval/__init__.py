@@ -6,7 +6,9 @@ Modules:
     rouge            ROUGE-1/2/L/Lsum F1 per document and per system, bootstrap, the table
     lead             the Lead baseline (first sentences, cut to the median reference length)
     generate_output  reading fairseq-generate outputs and refusing ones that are not whole
-                     (``python -m deep_pyramidion.eval.generate_output --check FILE``)
-    evaluate         files -> :class:`~deep_pyramidion.eval.evaluate.Report` (what score.py prints)
-    cli              ``score_main``, the command line of ``scripts/score.py``
+                     (``pyramidion-check-output FILE``)
+    evaluate         files -> :class:`~deep_pyramidion.eval.evaluate.Report` (what
+                     pyramidion-score prints)
+    cli              the command lines: ``pyramidion-score`` (``scripts/score.py``) and
+                     ``pyramidion-check-output``
 """

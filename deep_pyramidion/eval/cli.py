@@ -1,4 +1,6 @@
-"""The command line of ``scripts/score.py``: :func:`score_main`."""
+"""The command lines of the evaluation package (deep_pyramidion/commands.py lists them):
+``pyramidion-score`` (:func:`score_main`, also ``scripts/score.py``) and ``pyramidion-check-output``
+(:func:`check_output_main`, also ``python -m deep_pyramidion.eval.generate_output --check FILE``)."""
 
 import argparse
 import json
@@ -17,9 +19,11 @@ logger = logging.getLogger("score")
 
 SCORE_DOC = """ROUGE-1/2/L/Lsum F1 (rouge-score, stemmer on) with bootstrap confidence intervals.
 
-    python scripts/score.py --hyp hyps.txt --ref data/aclsum/test-A.tgt
-    python scripts/score.py --generate-output generate_results/generate-test-A.txt \\
+    pyramidion-score --hyp hyps.txt --ref data/aclsum/test-A.tgt
+    pyramidion-score --generate-output generate_results/generate-test-A.txt \\
         --ref data/aclsum/test-A.tgt --lead-source data/aclsum/test-A.src --json rouge.json
+
+(From a checkout, python scripts/score.py takes the same flags.)
 
 Documents are one per line (a line ends at \\n only). Sentences are separated by " <q> "
 (ROUGE-Lsum scores them one per line); a side without any <q> marker (plain summaries) is split
@@ -30,9 +34,9 @@ refused, naming the line).
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "pyramidion-score") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="score.py", description=SCORE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog, description=SCORE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=exit_codes_help("3 hypotheses and references are not the same documents (the missing ids "
                                "are listed; nothing is scored); "))
     parser.add_argument("--generate-output", metavar="FILE", help="fairseq-generate stdout or generate-{subset}.txt")
@@ -58,13 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def score_main(argv: Optional[List[str]] = None) -> int:
-    """``scripts/score.py``: returns the exit status (0 scored, 1 bad input, 2 usage, 3 mismatch)."""
-    return run_cli(_score_main, argv, mismatch=(MismatchError,))
+def score_main(argv: Optional[List[str]] = None, prog: str = "pyramidion-score") -> int:
+    """``pyramidion-score`` (``scripts/score.py`` passes its own ``prog``): returns the exit status
+    (0 scored, 1 bad input, 2 usage, 3 mismatch)."""
+    return run_cli(lambda args: _score_main(args, prog), argv, mismatch=(MismatchError,))
 
 
-def _score_main(argv: Optional[List[str]]) -> int:
-    parser = build_parser()
+def _score_main(argv: Optional[List[str]], prog: str = "pyramidion-score") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if bool(args.generate_output) == bool(args.hyp):
         parser.error("give either --generate-output FILE or --hyp FILE --ref FILE")
@@ -108,4 +113,58 @@ def _score_main(argv: Optional[List[str]]) -> int:
     if args.json:
         write_file_atomic(args.json, json.dumps(report.as_dict(), indent=1) + "\n")
     print(report.table())
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- check-output
+
+CHECK_DOC = """Check that a fairseq-generate output is complete: one whole run, every document once.
+
+    pyramidion-check-output RESULTS/generate-test-A.txt --expected 100
+
+(python -m deep_pyramidion.eval.generate_output --check FILE takes the file as --check.)
+
+Exit status: 0 complete; 1 not whole (cut off, more than one run, a damaged H-/D-/P- line: the
+message says what and FILE:LINE) or unreadable; 2 usage; 3 whole, but its documents are not
+0 .. N-1 of --expected N (the missing or extra ids are listed); 130 interrupted; 141 stdout closed
+early (| head). Reads only.
+"""
+
+
+def check_output_main(argv: Optional[List[str]] = None) -> int:
+    """``pyramidion-check-output FILE [--expected N] [--ids FILE]``: returns the exit status."""
+    return run_cli(lambda args: _check_output(args, "pyramidion-check-output", positional=True), argv,
+                   mismatch=(MismatchError,))
+
+
+def check_main(argv: Optional[List[str]] = None) -> int:
+    """``python -m deep_pyramidion.eval.generate_output --check FILE [--expected N] [--ids FILE]``
+    (what scripts/generate.sh runs): returns the exit status."""
+    return run_cli(lambda args: _check_output(args, "python -m deep_pyramidion.eval.generate_output",
+                                              positional=False), argv, mismatch=(MismatchError,))
+
+
+def _check_output(argv: Optional[List[str]], prog: str, positional: bool) -> int:
+    from deep_pyramidion.data.io import read_document_lines
+
+    from .generate_output import read_generate_output
+
+    parser = argparse.ArgumentParser(prog=prog, description=CHECK_DOC,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = "fairseq-generate stdout or generate-SUBSET.txt"
+    if positional:
+        parser.add_argument("check", metavar="FILE", help=what)
+    else:
+        parser.add_argument("--check", required=True, metavar="FILE", help=what)
+    parser.add_argument("--expected", type=int, metavar="N", help="the number of documents of the split")
+    parser.add_argument("--ids", metavar="FILE", help="document ids, one per line (named in messages)")
+    args = parser.parse_args(argv)
+    if args.expected is not None and args.expected < 0:
+        parser.error("--expected must be >= 0")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    doc_ids = read_document_lines(args.ids) if args.ids else None
+    gen = read_generate_output(args.check, expected=args.expected, doc_ids=doc_ids)
+    nbest = sorted(set(gen.nbest.values()))
+    per_doc = str(nbest[0]) if len(nbest) == 1 else f"{nbest[0]}-{nbest[-1]}"
+    print(f"ok: {args.check}: {len(gen.nbest)} documents, {per_doc} hypotheses each ({gen.hyp_kind}- lines)")
     return EXIT_OK

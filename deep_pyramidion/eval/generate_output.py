@@ -18,12 +18,12 @@ and, when the number of documents is known, the documents with hypotheses are ex
 where (``FILE:LINE``); a set of documents other than the expected one is a
 :class:`~deep_pyramidion.eval.errors.MismatchError`.
 
-Command line (what ``scripts/generate.sh`` runs after fairseq-generate)::
+Command line (what ``scripts/generate.sh`` runs after fairseq-generate; eval/cli.py)::
 
+    pyramidion-check-output FILE [--expected N]
     python -m deep_pyramidion.eval.generate_output --check FILE [--expected N]
 """
 
-import argparse
 import logging
 import re
 import sys
@@ -381,43 +381,12 @@ def check_targets_match(gen: GenerateOutput, refs: Sequence[str], ref_path: str,
         )
 
 
-CHECK_DOC = """Check that a fairseq-generate output is complete: one whole run, every document once.
-
-    python -m deep_pyramidion.eval.generate_output --check RESULTS/generate-test-A.txt --expected 100
-
-Exit status: 0 complete; 1 not whole (cut off, more than one run, a damaged H-/D-/P- line: the
-message says what and FILE:LINE) or unreadable; 2 usage; 3 whole, but its documents are not
-0 .. N-1 of --expected N (the missing or extra ids are listed); 130 interrupted; 141 stdout closed
-early (| head). Reads only.
-"""
-
-
 def check_main(argv: Optional[List[str]] = None) -> int:
-    from deep_pyramidion.data.cli_common import run_cli
+    """``python -m deep_pyramidion.eval.generate_output --check FILE``: the command line is
+    ``pyramidion-check-output``'s (deep_pyramidion/eval/cli.py), with the file as ``--check``."""
+    from .cli import check_main as main
 
-    return run_cli(_check_main, argv, mismatch=(MismatchError,))
-
-
-def _check_main(argv: Optional[List[str]]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deep_pyramidion.eval.generate_output", description=CHECK_DOC,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", required=True, metavar="FILE", help="fairseq-generate stdout or generate-SUBSET.txt")
-    parser.add_argument("--expected", type=int, metavar="N", help="the number of documents of the split")
-    parser.add_argument("--ids", metavar="FILE", help="document ids, one per line (named in messages)")
-    args = parser.parse_args(argv)
-    if args.expected is not None and args.expected < 0:
-        parser.error("--expected must be >= 0")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    doc_ids = None
-    if args.ids:
-        from deep_pyramidion.data.io import read_document_lines
-
-        doc_ids = read_document_lines(args.ids)
-    gen = read_generate_output(args.check, expected=args.expected, doc_ids=doc_ids)
-    nbest = sorted(set(gen.nbest.values()))
-    per_doc = str(nbest[0]) if len(nbest) == 1 else f"{nbest[0]}-{nbest[-1]}"
-    print(f"ok: {args.check}: {len(gen.nbest)} documents, {per_doc} hypotheses each ({gen.hyp_kind}- lines)")
-    return 0
+    return main(argv)
 
 
 if __name__ == "__main__":
