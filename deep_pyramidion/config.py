@@ -105,9 +105,9 @@ class PyramidionConfig:
         "that won all its pairings) alone, the backward pass takes the gradient of the paper's "
         "soft pair weights (a straight-through estimator); 0: the paper's soft mix",
         choices=(0, 1), type=int)
-    topk_center_scores: int = _option(
-        0, "--topk-center-scores", "1: the top-k scorer's logits are centred on each "
-        "document's mean before the sigmoid, so the scores cannot all saturate together; 0: the "
+    topk_normalize_scores: int = _option(
+        0, "--topk-normalize-scores", "1: the top-k scorer's logits are standardised per "
+        "document (mean 0, spread 1) before the sigmoid, so the scores never saturate; 0: the "
         "paper's sigmoid(logit)", choices=(0, 1), type=int)
     topk_impl: str = _option("auto", "--topk-impl", "top-k kernel: auto (triton on CUDA, torch "
                              "elsewhere; env DEEP_PYRAMIDION_TOPK_IMPL overrides), reference, "
@@ -246,7 +246,7 @@ class PyramidionConfig:
             raise ConfigError(str(err)) from None
         for flag, value in (("--sort-back", self.sort_back), ("--flip-right", self.flip_right),
                             ("--topk-straight-through", self.topk_straight_through),
-                            ("--topk-center-scores", self.topk_center_scores)):
+                            ("--topk-normalize-scores", self.topk_normalize_scores)):
             if value not in (0, 1) or isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{flag} must be 0 or 1, got {value!r}")
         if self.encoder_pooling_arch not in SCORER_ARCHS:

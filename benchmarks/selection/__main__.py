@@ -15,7 +15,8 @@ rows it has), then OUT/table.md (mean and standard deviation over seeds) and OUT
 (recall against compression, one line per option) are written.
 
 Options: ``none`` is the unpooled blockwise model; the others are ``--encoder-pooling NAME``;
-``topk-st`` is the trainable top-k with ``--topk-straight-through 1``.
+``topk-st`` is the trainable top-k with ``--topk-straight-through 1``, ``topk-normalized`` with
+``--topk-normalize-scores 1``, ``topk-st-normalized`` with both.
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ logger = logging.getLogger("benchmarks.selection")
 OPTIONS: Dict[str, List[str]] = {"none": ["--encoder-pooling", "none"]}
 OPTIONS.update({name: ["--encoder-pooling", name] for name in POOLINGS})
 OPTIONS["topk-st"] = ["--encoder-pooling", "topk", "--topk-straight-through", "1"]
+OPTIONS["topk-normalized"] = ["--encoder-pooling", "topk", "--topk-normalize-scores", "1"]
+OPTIONS["topk-st-normalized"] = OPTIONS["topk-st"] + ["--topk-normalize-scores", "1"]
 
 SETTINGS = {
     # every option, 3 seeds, one length and compression: ~30 minutes on 2 cores

@@ -37,8 +37,8 @@ logger = logging.getLogger("benchmarks.selection.diagnose")
 VARIANTS: Dict[str, List[str]] = {
     "paper": [],
     "st": ["--topk-straight-through", "1"],
-    "centered": ["--topk-center-scores", "1"],
-    "st-centered": ["--topk-straight-through", "1", "--topk-center-scores", "1"],
+    "normalized": ["--topk-normalize-scores", "1"],
+    "st-normalized": ["--topk-straight-through", "1", "--topk-normalize-scores", "1"],
     "avg": ["--encoder-pooling", "avg"],
     "none": ["--encoder-pooling", "none", "--enc-layers-and-token-width", "{}"],
 }

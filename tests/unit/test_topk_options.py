@@ -1,6 +1,6 @@
 """The top-k's learning options beside the paper's operator (modules/poolers/topk.py):
 --topk-straight-through 1 (the forward pass keeps each output's leader alone, the backward pass is
-the paper's soft operator's) and --topk-center-scores 1 (logits centred per document)."""
+the paper's soft operator's) and --topk-normalize-scores 1 (logits standardised per document)."""
 import pytest
 import torch
 
@@ -66,16 +66,17 @@ def test_weights_are_one_hot_forward_and_identity_backward():
 def test_the_flag_is_checked():
     with pytest.raises(ValueError, match="--topk-straight-through"):
         PyramidionConfig(topk_straight_through=2).validate()
-    with pytest.raises(ValueError, match="--topk-center-scores"):
-        PyramidionConfig(topk_center_scores=-1).validate()
+    with pytest.raises(ValueError, match="--topk-normalize-scores"):
+        PyramidionConfig(topk_normalize_scores=-1).validate()
 
 
-def test_centred_scores_straddle_one_half_whatever_the_bias():
+def test_normalized_scores_straddle_one_half_with_a_fixed_spread_whatever_the_scorer():
     torch.manual_seed(0)
-    config = PyramidionConfig(topk_center_scores=1).validate()
+    config = PyramidionConfig(topk_normalize_scores=1).validate()
     pooler = build_pooler("topk", 5, 4, config)
     with torch.no_grad():
         pooler.scorer.net.bias.fill_(100.0)      # the paper's scores would all be 1.0
+        pooler.scorer.net.weight.mul_(1000.0)    # and its logits spread far into saturation
     x = torch.randn(2, 12, 5)
     mask = torch.zeros(2, 12, dtype=torch.bool)
     mask[1, 7:] = True
@@ -84,8 +85,8 @@ def test_centred_scores_straddle_one_half_whatever_the_bias():
     scores = pooler.score(x, mask)
     assert torch.allclose(scores[~mask], pooler.score(mask_padding_values, mask)[~mask])
     for row in range(2):
-        real = scores[row][~mask[row]]
-        assert real.min() < 0.5 < real.max()
+        logits = torch.logit(scores[row][~mask[row]] - 1e-5)
+        assert abs(logits.mean()) < 1e-4 and abs(logits.std(unbiased=False) - 1) < 1e-3
     # the gradient still reaches the scorer's weights
     pooler(x, mask).x.sum().backward()
     assert pooler.scorer.net.weight.grad.abs().sum() > 0

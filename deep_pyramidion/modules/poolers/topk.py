@@ -45,7 +45,7 @@ class SuccessiveHalvingPooler(Pooler):
 
     def __init__(self, embed_dim: int, width: int, scorer: str = "linear", base: float = 20.0,
                  flip_right: bool = True, sort_back: bool = True, impl: str = "auto",
-                 straight_through: bool = False, center_scores: bool = False):
+                 straight_through: bool = False, normalize_scores: bool = False):
         super().__init__(width)
         self.scorer = TokenScorer(embed_dim, scorer)
         self.base = float(base)
@@ -53,23 +53,27 @@ class SuccessiveHalvingPooler(Pooler):
         self.sort_back = bool(sort_back)
         self.impl = impl
         self.straight_through = bool(straight_through)
-        self.center_scores = bool(center_scores)
+        self.normalize_scores = bool(normalize_scores)
 
     @classmethod
     def from_config(cls, embed_dim, width, config):
         return cls(embed_dim, width, config.encoder_pooling_arch, config.topk_softmax_base,
                    config.flip_right, config.sort_back, config.topk_impl,
-                   config.topk_straight_through, config.topk_center_scores)
+                   config.topk_straight_through, config.topk_normalize_scores)
 
     def score(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         # fp32 scores: base ** s must not overflow under --fp16/--bf16
         logits = self.scorer(x).float()                                   # (B, n)
-        if self.center_scores:
-            # a document's scores straddle 0.5 whatever the scorer's bias does: they cannot all
-            # saturate at 0 or 1 together, where every pair weight is 0.5 and the gradient stops
-            real = torch.ones_like(logits) if mask is None else (~mask).float()
-            mean = (logits * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp(min=1)
-            logits = logits - mean
+        if self.normalize_scores:
+            # standardised per document: the scores straddle 0.5 with a fixed spread whatever the
+            # scorer's weights grow to, so they never saturate at 0 or 1 (where the sigmoid and
+            # the pair weights stop passing gradient); the scorer decides the ranking and the
+            # relative gaps only
+            real = torch.ones_like(logits) if mask is None else (~mask).to(logits.dtype)
+            count = real.sum(1, keepdim=True).clamp(min=1)
+            mean = (logits * real).sum(1, keepdim=True) / count
+            var = (((logits - mean) * real) ** 2).sum(1, keepdim=True) / count
+            logits = (logits - mean) / (var + 1e-6).sqrt()
         return torch.sigmoid(logits) + SCORE_EPS  # (B, n)
 
     def forward(self, x, mask, usage=None, with_assignment=False):
