@@ -181,7 +181,6 @@ def summarize_main(argv: Optional[List[str]] = None) -> int:
 def _summarize(argv) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _logging(args.verbose)
     for flag, value in (("--beam", args.beam), ("--batch-size", args.batch_size)):
         if value < 1:
             parser.error(f"{flag} must be >= 1, got {value}")
@@ -192,6 +191,7 @@ def _summarize(argv) -> int:
     if args.lenpen is not None and not (args.lenpen == args.lenpen and abs(args.lenpen) < 1e6):
         parser.error(f"--lenpen must be a finite number, got {args.lenpen}")
     _check_model_args(parser, args)
+    _logging(args.verbose)   # loads fairseq: after every usage check
 
     # read (and check) every document before the model loads: a bad line fails fast
     name = "<stdin>" if args.input == "-" else args.input
@@ -272,12 +272,12 @@ def _highlight(argv, prog: str = "pyramidion-highlight") -> int:
     parser.add_argument("--line", type=int, default=1, help="which line of --input (1-based, default 1)")
     parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args(argv)
-    _logging()
     if args.line < 1:
         parser.error("--line must be >= 1")
     _check_model_args(parser, args)
     if args.input is not None and not os.path.isfile(args.input):
         parser.error(f"--input {args.input}: no such file")
+    _logging()   # loads fairseq: after every usage check
     check_not_overlapping("--out", args.out, [("--checkpoint", args.checkpoint),
                                               ("--data", args.data), ("--input", args.input)])
     if os.path.lexists(args.out) and not os.path.isdir(args.out):
