@@ -40,12 +40,13 @@ setup(
     extras_require={
         "cuda": ["triton"],
         "data": ["aclsum"],
-        # transformers: the Hugging Face adapter (deep_pyramidion.hf, pyramidion-export-hf)
-        "hf": ["datasets", "transformers>=5"],
+        # transformers: the Hugging Face adapter (deep_pyramidion.hf, pyramidion-export-hf);
+        # accelerate: transformers' Trainer / Seq2SeqTrainer
+        "hf": ["datasets", "transformers>=5", "accelerate"],
         # triton for the kernels' CPU-interpreter tests (TRITON_INTERPRET=1); wheels exist for
         # Linux x86_64 only, elsewhere those tests skip
         # transformers: the Hugging Face BART the converter is tested against
-        "test": ["pytest", "pytest-xdist", "hypothesis", "aclsum", "transformers",
+        "test": ["pytest", "pytest-xdist", "hypothesis", "aclsum", "transformers", "accelerate",
                  'triton; platform_system == "Linux" and platform_machine == "x86_64"'],
         # benchmarks/ (python -m benchmarks): the Hugging Face LED peer and the plots
         "bench": ["transformers", "matplotlib"],
