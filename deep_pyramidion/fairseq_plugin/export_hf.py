@@ -258,6 +258,7 @@ def _main(argv) -> int:
         if value is not None and value < (1 if flag == "beam" else 0):
             parser.error(f"--{flag.replace('_', '-')} must be >= {1 if flag == 'beam' else 0}")
     _logging(verbose=False)
+    logger.setLevel(logging.INFO)      # the closing "wrote OUT_DIR" line (run_cli restores it)
     check_not_overlapping("OUT_DIR", args.out_dir, [("--checkpoint", args.checkpoint),
                                                     ("--data", args.data)])
     bpe = _find_bpe(args)
