@@ -13,13 +13,12 @@ import logging
 import os
 from typing import List, Optional
 
-import torch
-
 from deep_pyramidion.data.cli_common import EXIT_OK, exit_codes_help, run_cli
 from deep_pyramidion.data.io import DataError
 from deep_pyramidion.data.output import StagedDir, check_not_overlapping, owned_by
-from deep_pyramidion.hf.export import (
-    AUTO_MAP, ExportError, code_files, flat_name, map_state_dict, write_code, write_json,
+from deep_pyramidion.hf.export import (  # noqa: F401  (GENERATION_DEFAULTS: re-exported)
+    AUTO_MAP, GENERATION_DEFAULTS, ExportError, code_files, flat_name, generation_config,
+    map_state_dict, write_code, write_json,
 )
 
 logger = logging.getLogger("pyramidion-export-hf")
@@ -35,12 +34,6 @@ UNSUPPORTED = (
     ("layernorm_embedding_decoder_only", False),
 )
 ACTIVATIONS = ("relu", "relu_squared", "gelu", "gelu_accurate", "gelu_fast", "tanh", "linear")
-# The project's decoding defaults, per family (configs/generate/paper.args: the seed's inference
-# command; configs/generate/bart.args: fairseq's BART summarization settings)
-GENERATION_DEFAULTS = {
-    "transformer": dict(beam=16, lenpen=1.0, min_len=72, max_len_b=966, no_repeat_ngram_size=0),
-    "bart": dict(beam=4, lenpen=2.0, min_len=56, max_len_b=256, no_repeat_ngram_size=3),
-}
 EXPORT_FILES = owned_by(names=(
     "config.json", "generation_config.json", "model.safetensors", "export.json",
     "fairseq_dict.json", "spm.model", "encoder.json", "vocab.bpe", "tokenizer_config.json",
@@ -92,26 +85,6 @@ def hf_config(args, vocab_size: int, max_source_positions: Optional[int] = None)
                               f"{values['max_source_positions']} learned encoder positions")
         values["max_source_positions"] = max_source_positions
     return PyramidionHFConfig(vocab_size=vocab_size, arch=str(arch), **values)
-
-
-def generation_config(config, overrides: dict):
-    """transformers' GenerationConfig for fairseq's SequenceGenerator settings (README: "Hugging
-    Face"): max_len_b tokens + </s> (fairseq forces </s> at the limit; the model's generate()
-    keeps its log-probability as fairseq does), at least min_len tokens before </s>, <pad> never
-    generated, all beams finished before a document is done (fairseq's stopping rule)."""
-    from transformers import GenerationConfig
-
-    settings = dict(GENERATION_DEFAULTS[config.family])
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    # fairseq caps the length at the decoder's positions - 1
-    max_len = min(settings["max_len_b"], config.max_target_positions - 1)
-    return GenerationConfig(
-        num_beams=settings["beam"], length_penalty=settings["lenpen"], early_stopping=True,
-        min_new_tokens=settings["min_len"], max_new_tokens=max_len + 1,
-        no_repeat_ngram_size=settings["no_repeat_ngram_size"], do_sample=False,
-        forced_eos_token_id=config.eos_token_id, suppress_tokens=[config.pad_token_id],
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id, decoder_start_token_id=config.decoder_start_token_id)
 
 
 def hf_model(args, state: dict, vocab_size: int, max_source_positions: Optional[int] = None,

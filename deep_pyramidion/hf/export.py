@@ -171,6 +171,35 @@ def write_code(out_dir: str) -> List[str]:
     return written
 
 
+# ---------------------------------------------------------------------------------- decoding
+# The project's decoding defaults, per family (configs/generate/paper.args: the seed's inference
+# command; configs/generate/bart.args: fairseq's BART summarization settings)
+GENERATION_DEFAULTS = {
+    "transformer": dict(beam=16, lenpen=1.0, min_len=72, max_len_b=966, no_repeat_ngram_size=0),
+    "bart": dict(beam=4, lenpen=2.0, min_len=56, max_len_b=256, no_repeat_ngram_size=3),
+}
+
+
+def generation_config(config, overrides: dict):
+    """transformers' GenerationConfig for fairseq's SequenceGenerator settings (README: "Hugging
+    Face"): max_len_b tokens + </s> (fairseq forces </s> at the limit; the model's generate()
+    keeps its log-probability as fairseq does), at least min_len tokens before </s>, <pad> never
+    generated, all beams finished before a document is done (fairseq's stopping rule)."""
+    from transformers import GenerationConfig
+
+    settings = dict(GENERATION_DEFAULTS[config.family])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    # fairseq caps the length at the decoder's positions - 1
+    max_len = min(settings["max_len_b"], config.max_target_positions - 1)
+    return GenerationConfig(
+        num_beams=settings["beam"], length_penalty=settings["lenpen"], early_stopping=True,
+        min_new_tokens=settings["min_len"], max_new_tokens=max_len + 1,
+        no_repeat_ngram_size=settings["no_repeat_ngram_size"], do_sample=False,
+        forced_eos_token_id=config.eos_token_id, suppress_tokens=[config.pad_token_id],
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id, decoder_start_token_id=config.decoder_start_token_id)
+
+
 # ---------------------------------------------------------------------------------- the weights
 def map_state_dict(state: Dict[str, torch.Tensor], config) -> Tuple[Dict[str, torch.Tensor], List[dict]]:
     """fairseq names -> the adapter's, and a report row for every checkpoint tensor: ``mapped``
@@ -219,5 +248,5 @@ def write_json(path: str, value) -> None:
         out.write("\n")
 
 
-__all__ = ["AUTO_MAP", "ExportError", "code_files", "flat_name", "map_state_dict",
-           "rewrite_imports", "write_code", "write_json"]
+__all__ = ["AUTO_MAP", "ExportError", "GENERATION_DEFAULTS", "code_files", "flat_name",
+           "generation_config", "map_state_dict", "rewrite_imports", "write_code", "write_json"]
