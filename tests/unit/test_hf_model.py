@@ -127,3 +127,20 @@ def test_runs_in_bfloat16():
         out = model.generate(input_ids=tokens, attention_mask=mask, num_beams=2, max_new_tokens=4)
     assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
     assert out.shape[0] == 2
+
+
+@pytest.mark.parametrize("family, recipe", [("transformer", "paper.args"), ("bart", "bart.args")])
+def test_export_decoding_defaults_are_the_recipes(family, recipe):
+    """generation_config.json's defaults are configs/generate/*.args' settings, not a copy that
+    drifts: a recipe changed without the exporter fails here."""
+    from pathlib import Path
+
+    from deep_pyramidion.hf.export import GENERATION_DEFAULTS
+
+    lines = (Path(__file__).resolve().parents[2] / "configs" / "generate" / recipe).read_text()
+    flags = dict(line.split(None, 1) for line in lines.splitlines()
+                 if line.startswith("--") and len(line.split(None, 1)) == 2)
+    expected = dict(beam=int(flags["--beam"]), lenpen=float(flags["--lenpen"]),
+                    min_len=int(flags["--min-len"]), max_len_b=int(flags["--max-len-b"]),
+                    no_repeat_ngram_size=int(flags.get("--no-repeat-ngram-size", 0)))
+    assert GENERATION_DEFAULTS[family] == expected
