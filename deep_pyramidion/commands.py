@@ -46,7 +46,7 @@ COMMANDS = {
         "a pretrained BART (fairseq or Hugging Face) -> a long-input pyramidion",
     ),
     "pyramidion-export-hf": (
-        "deep_pyramidion.fairseq_plugin.export_hf:main",
+        "deep_pyramidion.model_cli:export_hf_main",
         "a fairseq-trained pyramidion -> a Hugging Face model folder (pip install -e '.[hf]')",
     ),
 }

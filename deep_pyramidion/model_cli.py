@@ -364,3 +364,59 @@ def _convert(argv) -> int:
                         report["arch"], report["max_source_positions"],
                         report["enc_layers_and_token_width"])
     return EXIT_OK
+
+
+EXPORT_HF_DOC = """Export a fairseq-trained pyramidion as a Hugging Face model folder.
+
+    pyramidion-export-hf --checkpoint runs/aclsum/checkpoint_best.pt --data data-bin/aclsum hf-out/
+    pyramidion-export-hf --checkpoint bart-8k/model.pt --data bart-8k hf-bart-8k/
+
+The flags and the tokenizer discovery are pyramidion-summarize's: DATA_BIN holds the dictionary
+(dict.src.txt) and the BPE (spm.model, or encoder.json + vocab.bpe). OUT_DIR gets config.json
+(with auto_map), generation_config.json (the project's decoding defaults, --beam etc. override),
+model.safetensors, the tokenizer files and the model's code, so that
+AutoModelForSeq2SeqLM.from_pretrained(OUT_DIR, trust_remote_code=True) works where only torch and
+transformers are installed. export.json lists every checkpoint tensor and what became of it.
+OUT_DIR is written beside its place and renamed in when complete; an existing one is replaced only
+with --force.
+"""
+
+
+def build_export_hf_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyramidion-export-hf", description=EXPORT_HF_DOC,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=exit_codes_help(note="A failed export leaves OUT_DIR "
+                                                            "as it was."))
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="where the export is written")
+    _add_model_args(parser)
+    parser.add_argument("--force", action="store_true", help="replace an existing OUT_DIR")
+    for flag, kind, what in (("--beam", int, "beam size"), ("--lenpen", float, "length penalty"),
+                             ("--min-len", int, "minimum summary length"),
+                             ("--max-len-b", int, "maximum summary length"),
+                             ("--no-repeat-ngram-size", int, "block repeated n-grams")):
+        parser.add_argument(flag, type=kind, help=f"{what} in generation_config.json (default: "
+                                                  "configs/generate/paper.args, or bart.args for "
+                                                  "BART-family models)")
+    return parser
+
+
+def export_hf_main(argv: Optional[List[str]] = None) -> int:
+    return run_cli(_export_hf, argv)
+
+
+def _export_hf(argv) -> int:
+    parser = build_export_hf_parser()
+    args = parser.parse_args(argv)
+    _check_model_args(parser, args)
+    if args.no_bpe:
+        parser.error("--no-bpe: an export needs its tokenizer (spm.model or encoder.json + vocab.bpe)")
+    for flag in ("beam", "min_len", "max_len_b", "no_repeat_ngram_size"):
+        value = getattr(args, flag)
+        if value is not None and value < (1 if flag == "beam" else 0):
+            parser.error(f"--{flag.replace('_', '-')} must be >= {1 if flag == 'beam' else 0}")
+    _logging(verbose=False)
+    # the closing "wrote OUT_DIR" line (run_cli restores the level)
+    logging.getLogger("pyramidion-export-hf").setLevel(logging.INFO)
+    from deep_pyramidion.fairseq_plugin import export_hf
+
+    return export_hf.run(args)

@@ -13,7 +13,7 @@ import logging
 import os
 from typing import List, Optional
 
-from deep_pyramidion.data.cli_common import EXIT_OK, exit_codes_help, run_cli
+from deep_pyramidion.data.cli_common import EXIT_OK
 from deep_pyramidion.data.io import DataError
 from deep_pyramidion.data.output import StagedDir, check_not_overlapping, owned_by
 from deep_pyramidion.hf.export import (  # noqa: F401  (GENERATION_DEFAULTS: re-exported)
@@ -178,60 +178,10 @@ def _write_tokenizer(stage: str, bpe: dict, config) -> None:
 
 
 # ---------------------------------------------------------------------------------- command line
-DOC = """Export a fairseq-trained pyramidion as a Hugging Face model folder.
-
-    pyramidion-export-hf --checkpoint runs/aclsum/checkpoint_best.pt --data data-bin/aclsum hf-out/
-    pyramidion-export-hf --checkpoint bart-8k/model.pt --data bart-8k hf-bart-8k/
-
-The flags and the tokenizer discovery are pyramidion-summarize's: DATA_BIN holds the dictionary
-(dict.src.txt) and the BPE (spm.model, or encoder.json + vocab.bpe). OUT_DIR gets config.json
-(with auto_map), generation_config.json (the project's decoding defaults, --beam etc. override),
-model.safetensors, the tokenizer files and the model's code, so that
-AutoModelForSeq2SeqLM.from_pretrained(OUT_DIR, trust_remote_code=True) works where only torch and
-transformers are installed. export.json lists every checkpoint tensor and what became of it.
-OUT_DIR is written beside its place and renamed in when complete; an existing one is replaced only
-with --force.
-"""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from deep_pyramidion.fairseq_plugin.cli import _add_model_args
-
-    parser = argparse.ArgumentParser(prog="pyramidion-export-hf", description=DOC,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=exit_codes_help(note="A failed export leaves OUT_DIR "
-                                                            "as it was."))
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="where the export is written")
-    _add_model_args(parser)
-    parser.add_argument("--force", action="store_true", help="replace an existing OUT_DIR")
-    for flag, kind, what in (("--beam", int, "beam size"), ("--lenpen", float, "length penalty"),
-                             ("--min-len", int, "minimum summary length"),
-                             ("--max-len-b", int, "maximum summary length"),
-                             ("--no-repeat-ngram-size", int, "block repeated n-grams")):
-        parser.add_argument(flag, type=kind, help=f"{what} in generation_config.json (default: "
-                                                  "configs/generate/paper.args, or bart.args for "
-                                                  "BART-family models)")
-    return parser
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_cli(_main, argv)
-
-
-def _main(argv) -> int:
-    from deep_pyramidion.fairseq_plugin.cli import _check_model_args, _logging
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _check_model_args(parser, args)
-    if args.no_bpe:
-        parser.error("--no-bpe: an export needs its tokenizer (spm.model or encoder.json + vocab.bpe)")
-    for flag in ("beam", "min_len", "max_len_b", "no_repeat_ngram_size"):
-        value = getattr(args, flag)
-        if value is not None and value < (1 if flag == "beam" else 0):
-            parser.error(f"--{flag.replace('_', '-')} must be >= {1 if flag == 'beam' else 0}")
-    _logging(verbose=False)
-    logger.setLevel(logging.INFO)      # the closing "wrote OUT_DIR" line (run_cli restores it)
+# The front end (DOC, the parser, main) lives in model_cli.py beside the other model commands, so
+# that --help and usage errors come before torch and fairseq are imported; run() is the work.
+def run(args) -> int:
+    """Export for parsed ``pyramidion-export-hf`` arguments (model_cli.export_hf_main)."""
     check_not_overlapping("OUT_DIR", args.out_dir, [("--checkpoint", args.checkpoint),
                                                     ("--data", args.data)])
     bpe = _find_bpe(args)
@@ -244,6 +194,12 @@ def _main(argv) -> int:
            max_source_positions=args.max_source_positions, generation=generation,
            name=args.checkpoint)
     return EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from deep_pyramidion.model_cli import export_hf_main
+
+    return export_hf_main(argv)
 
 
 def _find_bpe(args) -> dict:
