@@ -77,7 +77,9 @@ class SuccessiveHalvingPooler(Pooler):
         return torch.sigmoid(logits) + SCORE_EPS  # (B, n)
 
     def forward(self, x, mask, usage=None, with_assignment=False):
-        scores = self.score(x, mask)
+        # score(x) keeps its one-argument form where the mask is not needed, for callers that
+        # replace it (tests and analyses swap in other scorers)
+        scores = self.score(x, mask) if self.normalize_scores else self.score(x)
         k = min(self.width, x.size(1))
         if k >= x.size(1):
             return self.pass_through(x, mask, with_assignment, dependency=scores)
