@@ -16,7 +16,8 @@ rows it has), then OUT/table.md (mean and standard deviation over seeds) and OUT
 
 Options: ``none`` is the unpooled blockwise model; the others are ``--encoder-pooling NAME``;
 ``topk-st`` is the trainable top-k with ``--topk-straight-through 1``, ``topk-normalized`` with
-``--topk-normalize-scores 1``, ``topk-st-normalized`` with both.
+``--topk-normalize-scores 1``, ``topk-st-normalized`` with both, ``topk-noflip`` the paper's
+top-k pairing the best with the middle instead of the worst (``--flip-right 0``).
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ OPTIONS.update({name: ["--encoder-pooling", name] for name in POOLINGS})
 OPTIONS["topk-st"] = ["--encoder-pooling", "topk", "--topk-straight-through", "1"]
 OPTIONS["topk-normalized"] = ["--encoder-pooling", "topk", "--topk-normalize-scores", "1"]
 OPTIONS["topk-st-normalized"] = OPTIONS["topk-st"] + ["--topk-normalize-scores", "1"]
+OPTIONS["topk-noflip"] = ["--encoder-pooling", "topk", "--flip-right", "0"]
 
 SETTINGS = {
     # every option, 3 seeds, one length and compression: ~30 minutes on 2 cores
