@@ -24,6 +24,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 import traceback
 from contextlib import nullcontext
@@ -50,6 +51,13 @@ def malloc_trim() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def console_script(name: str) -> str:
+    """An installed command (``fairseq-train``, ``pyramidion-convert``) of the venv running this
+    python, else the bare name for PATH: a benchmark runs the commands of its own environment."""
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    return path if os.path.exists(path) else name
 
 
 def loadavg() -> str:

@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import machine_info, write_json
+from benchmarks.common import console_script, machine_info, write_json
 
 # the full run's BART: 2+2 layers, d=64, 128 positions, 1500 denoising updates (~5 min here). Its
 # encoder states collapse early in pretraining (spread over positions 0.02 after layer 2 at 250
@@ -66,11 +66,6 @@ def parse_args(argv=None):
 
 def gain_value(name: str) -> float:
     return -1.0 if name == "default" else float(name)
-
-
-def console(name: str) -> str:
-    path = Path(sys.executable).with_name(name)
-    return str(path) if path.exists() else name
 
 
 def run(argv, cwd):
@@ -164,7 +159,7 @@ def finetune(converted: Path, data: Path, save: Path, sizes: dict, cwd: Path) ->
     # the converted model's own flags (pyramidion-convert records them in convert.json)
     flags = json.loads((converted / "convert.json").read_text())["fairseq_train_flags"]
     start = time.perf_counter()
-    log = run([console("fairseq-train"), str(data), "--user-dir",
+    log = run([console_script("fairseq-train"), str(data), "--user-dir",
                str(Path(__file__).resolve().parents[1] / "deep_pyramidion"), "--task", "translation",
                "--finetune-from-model", str(converted / "model.pt"),
                "--source-lang", "src", "--target-lang", "tgt", *flags,

@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import sys
+import tempfile
 import time
 from typing import Dict, List
 
@@ -74,8 +76,8 @@ def write_dictionary(docs, path: str) -> None:
 
 
 def encode(dictionary, docs, task: str):
-    """src (B, T) right-padded... all documents have the same length: (B, T), prev, target,
-    needed (B, T) bool."""
+    """The documents of a task all have the same length, so no padding: src (B, T), prev and
+    target (B, L) (target padded), needed (B, T) bool (the span tokens of the source)."""
     spans = set(span_tokens())
     src = torch.stack([dictionary.encode_line(" ".join(t), add_if_not_exist=False).long() for t, _ in docs])
     tgts = [dictionary.encode_line(target_text(task, n), add_if_not_exist=False).long() for _, n in docs]
@@ -92,8 +94,6 @@ def encode(dictionary, docs, task: str):
 
 def pooler_stats(model, needed: torch.Tensor) -> Dict[str, float]:
     """Scores and kept weights of the first pooler, from a forward pass recording its assignment."""
-    from deep_pyramidion.modules.pyramid import run_pyramid  # noqa: F401
-
     stats = {}
     records = getattr(model.encoder, "_last_records", None)
     if not records:
@@ -119,18 +119,17 @@ def pooler_stats(model, needed: torch.Tensor) -> Dict[str, float]:
 
 
 def record_pooling(model) -> None:
-    """Make the encoder keep its pooling records of the last forward (for pooler_stats)."""
-    import deep_pyramidion.fairseq_plugin.model as fairseq_model
+    """Make this model's encoder keep its pooling records of the last forward (for pooler_stats):
+    its ``pyramid`` is wrapped on the instance, nothing shared is patched."""
+    encoder = model.encoder
+    pyramid = encoder.pyramid
 
-    original = fairseq_model.run_pyramid
-
-    def run(*args, **kwargs):
-        kwargs["record_pooling"] = True
-        out = original(*args, **kwargs)
-        model.encoder._last_records = out.pooled
+    def recording(*args, **kwargs):
+        out = pyramid(*args, **dict(kwargs, record_pooling=True))
+        encoder._last_records = out.pooled
         return out
 
-    fairseq_model.run_pyramid = run
+    encoder.pyramid = recording
 
 
 @torch.no_grad()
@@ -223,8 +222,6 @@ def main(argv=None) -> int:
     rng = random.Random(0)
     docs = make_split(spec, "train", spec.train_docs, rng)
     test_docs = make_split(spec, "test-A", spec.test_docs, rng)
-    import os
-    import tempfile
     dict_dir = tempfile.mkdtemp(prefix="selection-dict-")
     for lang in ("src", "tgt"):
         write_dictionary(docs, os.path.join(dict_dir, f"dict.{lang}.txt"))

@@ -15,11 +15,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Sequence
 
+from benchmarks.common import console_script
 from deep_pyramidion.eval.generate_output import read_generate_output
 from deep_pyramidion.eval.rouge import score_pairs
 
@@ -27,12 +27,6 @@ logger = logging.getLogger("benchmarks.selection")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 USER_DIR = os.path.join(REPO, "deep_pyramidion")
-
-
-def fairseq_command(name: str) -> str:
-    """``fairseq-NAME`` beside the running python (the venv's), else on PATH."""
-    local = os.path.join(os.path.dirname(sys.executable), f"fairseq-{name}")
-    return local if os.path.exists(local) else f"fairseq-{name}"
 
 
 def _env() -> Dict[str, str]:
@@ -62,7 +56,7 @@ def binarize(text_dir: str, bin_dir: str, vocab: int) -> str:
         return bin_dir
     shutil.rmtree(bin_dir, ignore_errors=True)
     os.makedirs(bin_dir)
-    _run([fairseq_command("preprocess"), "--source-lang", "src", "--target-lang", "tgt",
+    _run([console_script("fairseq-preprocess"), "--source-lang", "src", "--target-lang", "tgt",
           "--trainpref", os.path.join(text_dir, "train"), "--validpref", os.path.join(text_dir, "valid"),
           "--testpref", os.path.join(text_dir, "test"), "--destdir", bin_dir, "--joined-dictionary",
           "--nwordssrc", str(vocab), "--workers", "1"], os.path.join(bin_dir, "preprocess.log"))
@@ -102,14 +96,14 @@ def train_and_score(run: Run, data_bin: str, text_dir: str, work_dir: str) -> Di
     os.makedirs(work_dir, exist_ok=True)
     save_dir = os.path.join(work_dir, "checkpoints")
     train_seconds = _run([
-        fairseq_command("train"), data_bin, "--user-dir", USER_DIR, *MODEL_FLAGS,
+        console_script("fairseq-train"), data_bin, "--user-dir", USER_DIR, *MODEL_FLAGS,
         "--max-source-positions", str(run.length + 1), "--max-update", str(run.updates),
         "--seed", str(run.seed), "--save-dir", save_dir, *run.flags, *run.train_flags,
     ], os.path.join(work_dir, "train.log"))
     train_loss = last_train_loss(os.path.join(work_dir, "train.log"))
     generate_log = os.path.join(work_dir, "generate.txt")
     generate_seconds = _run([
-        fairseq_command("generate"), data_bin, "--user-dir", USER_DIR, "--task", "translation",
+        console_script("fairseq-generate"), data_bin, "--user-dir", USER_DIR, "--task", "translation",
         "--source-lang", "src", "--target-lang", "tgt", "--gen-subset", "test",
         "--path", os.path.join(save_dir, "checkpoint_last.pt"), "--beam", "1",
         "--max-len-a", "0", "--max-len-b", str(run.max_len), "--batch-size", "16",
