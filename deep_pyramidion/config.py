@@ -109,6 +109,17 @@ class PyramidionConfig:
         0, "--topk-normalize-scores", "1: the top-k scorer's logits are standardised per "
         "document (mean 0, spread 1) before the sigmoid, so the scores never saturate; 0: the "
         "paper's sigmoid(logit)", choices=(0, 1), type=int)
+    topk_base_warmup: int = _option(
+        0, "--topk-base-warmup", "N > 0: during the first N training updates the pair weights' "
+        "base grows geometrically from 1 (every pair an even mix) to --topk-softmax-base, so "
+        "every token's score gets gradient while the decoder learns to read the kept tokens; "
+        "evaluation and inference always use --topk-softmax-base; 0: the paper's fixed base",
+        metavar="N", type=int)
+    topk_scorer_gain: Optional[float] = _option(
+        None, "--topk-scorer-gain", "initialise the token scorer's last layer with weights "
+        "~ N(0, (G / sqrt(D))^2) and bias 0, so the logits spread by about G over unit-variance "
+        "states (0: zero weights, every score 0.5 at the start); default: nn.Linear's own "
+        "initialisation", metavar="G", type=float)
     topk_impl: str = _option("auto", "--topk-impl", "top-k kernel: auto (triton on CUDA, torch "
                              "elsewhere; env DEEP_PYRAMIDION_TOPK_IMPL overrides), reference, "
                              "torch, triton", choices=TOPK_IMPLS)
@@ -258,6 +269,11 @@ class PyramidionConfig:
         if not (is_finite_number(self.topk_softmax_base) and self.topk_softmax_base > 1.0):
             raise ConfigError(f"--topk-softmax-base must be a finite number > 1, got "
                              f"{self.topk_softmax_base!r}")
+        _check_int(self.topk_base_warmup, "--topk-base-warmup", 0)
+        if self.topk_scorer_gain is not None and not (
+                is_finite_number(self.topk_scorer_gain) and self.topk_scorer_gain >= 0):
+            raise ConfigError(f"--topk-scorer-gain must be a finite number >= 0, got "
+                             f"{self.topk_scorer_gain!r}")
         if self.encoder_attention == "fixed" and self.attention_stride > 0 \
                 and self.fixed_summary_cells > self.attention_stride:
             raise ConfigError(

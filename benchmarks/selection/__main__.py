@@ -44,6 +44,11 @@ OPTIONS["topk-st"] = ["--encoder-pooling", "topk", "--topk-straight-through", "1
 OPTIONS["topk-normalized"] = ["--encoder-pooling", "topk", "--topk-normalize-scores", "1"]
 OPTIONS["topk-st-normalized"] = OPTIONS["topk-st"] + ["--topk-normalize-scores", "1"]
 OPTIONS["topk-noflip"] = ["--encoder-pooling", "topk", "--flip-right", "0"]
+# the base grows from 1 to 20 over the first half of the quick setting's updates
+OPTIONS["topk-warmup"] = ["--encoder-pooling", "topk", "--topk-base-warmup", "500"]
+OPTIONS["topk-st-warmup"] = OPTIONS["topk-st"] + ["--topk-base-warmup", "500"]
+OPTIONS["topk-normalized-warmup"] = OPTIONS["topk-normalized"] + ["--topk-base-warmup", "500"]
+OPTIONS["topk-gain0"] = ["--encoder-pooling", "topk", "--topk-scorer-gain", "0"]
 
 SETTINGS = {
     # every option, 3 seeds, one length and compression: ~30 minutes on 2 cores

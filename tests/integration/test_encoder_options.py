@@ -222,3 +222,19 @@ def test_activation_checkpointing_wraps_the_layers_and_changes_nothing(options_c
     torch.testing.assert_close(checkpointed, plain)
     for name, grad in plain_grads.items():
         torch.testing.assert_close(checkpointed_grads[name], grad, atol=1e-5, rtol=1e-4)
+
+
+def test_fairseqs_update_count_reaches_the_topk_base_warmup(options_corpus):
+    """fairseq's trainer calls model.set_num_updates before every update: the poolers' base
+    follows it from 1 to --topk-softmax-base, and evaluation uses the full base throughout."""
+    model, _, _ = build_model(options_corpus, "--encoder-pooling", "topk",
+                              "--topk-base-warmup", "40", "--topk-scorer-gain", "2.0")
+    poolers = [m for m in model.modules() if hasattr(m, "current_base")]
+    assert len(poolers) == 2
+    model.train()
+    for updates, expected in ((0, 1.0), (20, 20.0 ** 0.5), (40, 20.0), (400, 20.0)):
+        model.set_num_updates(updates)
+        assert [p.current_base() for p in poolers] == pytest.approx([expected] * 2)
+    model.set_num_updates(0)
+    model.eval()
+    assert [p.current_base() for p in poolers] == [20.0, 20.0]

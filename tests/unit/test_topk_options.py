@@ -94,3 +94,60 @@ def test_normalized_scores_straddle_one_half_with_a_fixed_spread_whatever_the_sc
     with torch.no_grad():
         paper.scorer.net.bias.fill_(100.0)
     assert torch.allclose(paper.score(x, mask), torch.full((2, 12), 1.0 + 1e-5))
+
+
+# ---------------------------------------------------------------- --topk-base-warmup, --topk-scorer-gain
+def test_base_warmup_starts_with_even_mixes_and_ends_with_the_base():
+    torch.manual_seed(0)
+    config = PyramidionConfig(topk_base_warmup=100).validate()
+    pooler = build_pooler("topk", 5, 4, config)
+    x, mask = torch.randn(2, 16, 5), torch.zeros(2, 16, dtype=torch.bool)
+    full = PyramidionConfig().validate()
+    torch.manual_seed(0)
+    paper = build_pooler("topk", 5, 4, full)
+
+    pooler.train()
+    pooler.set_num_updates(0)
+    assert pooler.current_base() == 1.0
+    weight = pooler(x, mask, with_assignment=True).assignment.weight      # (B, k, M)
+    assert torch.allclose(weight, torch.full_like(weight, 0.25))          # 2 rounds of 0.5 / 0.5
+    pooler.set_num_updates(50)
+    assert pooler.current_base() == pytest.approx(20.0 ** 0.5)
+    for n in (100, 1000):  # at and after the end of the warm-up: the paper's operator
+        pooler.set_num_updates(n)
+        assert torch.equal(pooler(x, mask).x, paper(x, mask).x)
+    pooler.set_num_updates(0)  # without fairseq's trainer, each training forward pass counts
+    pooler(x, mask)
+    pooler(x, mask)
+    assert pooler.num_updates == 2
+    pooler.set_num_updates(0)
+    pooler.eval()  # evaluation and inference never see the warm-up (nor count)
+    pooler(x, mask)
+    assert pooler.num_updates == 0
+    assert torch.equal(pooler(x, mask).x, paper(x, mask).x)
+
+
+def test_scorer_gain_sets_the_logit_spread():
+    torch.manual_seed(0)
+    zero = build_pooler("topk", 64, 4, PyramidionConfig(topk_scorer_gain=0.0).validate())
+    x = torch.randn(3, 40, 64)
+    assert torch.equal(zero.score(x), torch.full((3, 40), 0.5 + 1e-5))
+    for gain in (1.0, 4.0):
+        pooler = build_pooler("topk", 4096, 4, PyramidionConfig(topk_scorer_gain=gain).validate())
+        logits = pooler.scorer(torch.randn(8, 64, 4096))
+        assert pooler.scorer.net.bias.detach().abs().sum() == 0
+        assert logits.std().item() == pytest.approx(gain, rel=0.1)
+    hard = build_pooler("hard-topk", 8, 4, PyramidionConfig(topk_scorer_gain=0.0).validate())
+    assert hard.scorer.net.weight.abs().sum() == 0
+    ffn = build_pooler("topk", 8, 4, PyramidionConfig(topk_scorer_gain=0.0,
+                                                     encoder_pooling_arch="ffn").validate())
+    assert ffn.scorer.net[-1].weight.abs().sum() == 0 and ffn.scorer.net[0].weight.abs().sum() > 0
+
+
+@pytest.mark.parametrize("field, value, flag", [
+    ("topk_base_warmup", -1, "--topk-base-warmup"), ("topk_base_warmup", 1.5, "--topk-base-warmup"),
+    ("topk_scorer_gain", -1.0, "--topk-scorer-gain"),
+    ("topk_scorer_gain", float("nan"), "--topk-scorer-gain")])
+def test_the_learning_flags_are_checked(field, value, flag):
+    with pytest.raises(ValueError, match=flag):
+        PyramidionConfig(**{field: value}).validate()

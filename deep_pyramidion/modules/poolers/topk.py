@@ -26,7 +26,7 @@ SCORE_EPS = 1e-5
 class TokenScorer(nn.Module):
     """One logit per token: ``--encoder-pooling-arch linear`` (D -> 1) or ``ffn`` (D -> D -> 1)."""
 
-    def __init__(self, embed_dim: int, arch: str = "linear"):
+    def __init__(self, embed_dim: int, arch: str = "linear", gain: Optional[float] = None):
         super().__init__()
         if arch == "linear":
             self.net = nn.Linear(embed_dim, 1)
@@ -34,6 +34,16 @@ class TokenScorer(nn.Module):
             self.net = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, 1))
         else:
             raise ValueError(f"--encoder-pooling-arch: expected 'linear' or 'ffn', got {arch!r}")
+        if gain is not None:
+            self.reset_gain(gain)
+
+    def reset_gain(self, gain: float, generator: Optional[torch.Generator] = None) -> None:
+        """Last layer's weights ~ N(0, (gain / sqrt(D))^2), bias 0: over unit-variance states the
+        logits spread by about ``gain`` (0: every token scores the same)."""
+        last = self.net if isinstance(self.net, nn.Linear) else self.net[-1]
+        with torch.no_grad():
+            last.weight.normal_(0.0, gain / last.in_features ** 0.5, generator=generator)
+            last.bias.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).squeeze(-1)  # (B, n, D) -> (B, n)
@@ -45,10 +55,15 @@ class SuccessiveHalvingPooler(Pooler):
 
     def __init__(self, embed_dim: int, width: int, scorer: str = "linear", base: float = 20.0,
                  flip_right: bool = True, sort_back: bool = True, impl: str = "auto",
-                 straight_through: bool = False, normalize_scores: bool = False):
+                 straight_through: bool = False, normalize_scores: bool = False,
+                 base_warmup: int = 0, scorer_gain: Optional[float] = None):
         super().__init__(width)
-        self.scorer = TokenScorer(embed_dim, scorer)
+        self.scorer = TokenScorer(embed_dim, scorer, scorer_gain)
         self.base = float(base)
+        self.base_warmup = int(base_warmup)
+        # training steps seen: fairseq's trainer sets it before every update (set_num_updates);
+        # elsewhere (transformers' Trainer) each training forward pass counts one
+        self.num_updates = 0
         self.flip_right = bool(flip_right)
         self.sort_back = bool(sort_back)
         self.impl = impl
@@ -59,7 +74,21 @@ class SuccessiveHalvingPooler(Pooler):
     def from_config(cls, embed_dim, width, config):
         return cls(embed_dim, width, config.encoder_pooling_arch, config.topk_softmax_base,
                    config.flip_right, config.sort_back, config.topk_impl,
-                   config.topk_straight_through, config.topk_normalize_scores)
+                   config.topk_straight_through, config.topk_normalize_scores,
+                   config.topk_base_warmup, config.topk_scorer_gain)
+
+    def set_num_updates(self, num_updates: int) -> None:
+        self.num_updates = num_updates
+
+    def current_base(self) -> float:
+        """The pair weights' base: ``base`` itself, except while training during the first
+        ``base_warmup`` updates, where it grows geometrically from 1 (base ** 0: every pair an
+        even mix, whatever the scores) to ``base``. Why: with the full base from the start, the
+        best-with-worst pairings saturate at once (a0 * a1 ~ 0), and a token paired with a
+        better one gets no gradient long before the decoder has learned what to read."""
+        if not self.training or self.num_updates >= self.base_warmup:
+            return self.base
+        return self.base ** (self.num_updates / self.base_warmup)
 
     def score(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         # fp32 scores: base ** s must not overflow under --fp16/--bf16
@@ -83,7 +112,10 @@ class SuccessiveHalvingPooler(Pooler):
         k = min(self.width, x.size(1))
         if k >= x.size(1):
             return self.pass_through(x, mask, with_assignment, dependency=scores)
-        options = dict(base=self.base, flip_right=self.flip_right, sort_back=self.sort_back)
+        base = self.current_base()
+        if self.training and self.base_warmup:
+            self.num_updates += 1
+        options = dict(base=base, flip_right=self.flip_right, sort_back=self.sort_back)
         if not with_assignment and not self.straight_through:
             y, _, y_mask = successive_halving_topk(x, scores, k, mask=mask, impl=self.impl, **options)
             return Pooled(y, y_mask)
@@ -121,13 +153,14 @@ class HardTopkPooler(Pooler):
     passes d loss / d s = <d loss / d y, x> back to its score s.
     """
 
-    def __init__(self, embed_dim: int, width: int, scorer: str = "linear"):
+    def __init__(self, embed_dim: int, width: int, scorer: str = "linear",
+                 scorer_gain: Optional[float] = None):
         super().__init__(width)
-        self.scorer = TokenScorer(embed_dim, scorer)
+        self.scorer = TokenScorer(embed_dim, scorer, scorer_gain)
 
     @classmethod
     def from_config(cls, embed_dim, width, config):
-        return cls(embed_dim, width, config.encoder_pooling_arch)
+        return cls(embed_dim, width, config.encoder_pooling_arch, config.topk_scorer_gain)
 
     def forward(self, x, mask, usage=None, with_assignment=False):
         B, n, D = x.shape
