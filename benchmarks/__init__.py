@@ -14,7 +14,8 @@ Layout (one file per table, the measuring shared, as Liger-Kernel's benchmark/sc
     common.py    timing (alone, and side by side in rotating rounds), the memory probe, the load
                  average, machine facts, the forked-process runner, JSON reading and writing
     models.py    the compared models (fairseq pyramidion / blockwise / full, Hugging Face LED),
-                 random batches, the one training step, the memory estimate
+                 random batches, the one training step
+    memory.py    the memory estimate that skips what cannot fit, calibrated on measured peaks
     rows.py      the result rows as the reports read them; the train/encoder table layout
     train.py, encoder.py, generate.py, decoder.py, profile.py
                  one table each: its configurations, what one run does, its report section

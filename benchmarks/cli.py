@@ -19,7 +19,8 @@ import time
 from benchmarks import decoder, encoder, generate, profile, train
 from benchmarks.common import (MemoryProbe, call_forked, ints, loadavg, machine_info, proc_kib,
                                read_json, side_by_side, time_runs, torch_env, write_json)
-from benchmarks.models import FAMILIES, MODELS, build, estimate_gib, import_led
+from benchmarks.memory import estimate_gib
+from benchmarks.models import FAMILIES, MODELS, build, import_led
 from benchmarks.rows import Rows
 
 TABLES = {"train": train, "encoder": encoder, "generate": generate, "decoder": decoder,

@@ -194,21 +194,3 @@ def train_step(kind, model, d, batch, vocab, autocast, label_phases=False):
             opt.step()
 
     return step
-
-
-def estimate_gib(spec, sizes):
-    """Rough peak estimate, only to skip what cannot fit: full attention materialises
-    heads x T x T scores per layer (kept for backward in training, with dropout's mask)."""
-    T, B = spec["length"], spec.get("batch", 1)
-    L, H, D = sizes["layers"], sizes["heads"], sizes["dim"]
-    fixed = 1.5 + 4 * 4 * 61e6 / 2**30 * (sizes["dim"] / 512) ** 2
-    # ~20 D-sized float32 activations per token and layer, x3 in training: calibrated on the
-    # measured step peak of a blockwise training step (4096 tokens, 6 layers, d=512: 2976 MiB)
-    per_token = 20 * D * 4 * L * B * T / 2**30 * (3 if spec["table"] == "train" else 0.6)
-    attn = 0.0
-    if spec["model"] == "full":
-        if spec["table"] == "train":
-            attn = L * B * H * T * T * 4 * 2.25 / 2**30   # scores + softmax + dropout mask
-        else:  # no dropout, no mask: scaled_dot_product_attention's flash kernel, O(T) memory
-            attn = B * H * T * 512 * 4 / 2**30
-    return fixed + per_token + attn
