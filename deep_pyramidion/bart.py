@@ -33,8 +33,8 @@ from typing import Dict, List, Optional
 
 import torch
 
-from deep_pyramidion.data.gpt2_bpe import BpeError, read_merges, read_vocab
-from deep_pyramidion.errors import PyramidionError
+from deep_pyramidion.data.gpt2_bpe import read_merges, read_vocab
+from deep_pyramidion.plumbing.errors import BpeError, ConversionError
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +63,6 @@ SOURCE_FILES = ("model.pt", "dict.txt", "encoder.json", "vocab.bpe", "config.jso
                 "model.safetensors", "pytorch_model.bin", "vocab.json", "merges.txt")
 # what the converter adds: a source holding any of these is a converted pyramidion, not a BART
 PYRAMIDION_PREFIXES = ("encoder.poolers.", "encoder.attention_pattern.")
-
-
-class ConversionError(PyramidionError):
-    """The source cannot become a pyramidion; the message names the file and what is wrong."""
 
 
 @dataclass

@@ -1,16 +1,12 @@
-"""The errors deep_pyramidion raises for expected failures (no torch, no fairseq).
+"""The errors deep_pyramidion raises for expected failures: the names of plumbing/errors.py, where
+every error class of the package is defined. This module keeps the import path that code written
+against earlier versions uses (``from deep_pyramidion.errors import PyramidionError``)."""
+from deep_pyramidion.plumbing.errors import (
+    BpeError, CheckpointError, ConfigError, ConversionError, DataError, ExportError,
+    HighlightError, MismatchError, PyramidionError, TrustedGlobalsError,
+)
 
-An expected failure is bad input, a bad flag or a bad file: its message is one line that names the
-flag, file or line and says what is wrong. The command lines print ``error: <message>`` and exit
-non-zero instead of a traceback; fairseq's own command lines (fairseq-train, fairseq-generate, ...)
-do the same for these errors through the ``one_line_errors`` patch (fairseq_plugin/patches.py).
-Anything else is a bug and keeps its traceback.
-"""
-
-
-class PyramidionError(Exception):
-    """Base of the expected failures."""
-
-
-class ConfigError(PyramidionError, ValueError):
-    """A model option (a fairseq flag) with a bad value or in conflict with another one."""
+__all__ = [
+    "BpeError", "CheckpointError", "ConfigError", "ConversionError", "DataError", "ExportError",
+    "HighlightError", "MismatchError", "PyramidionError", "TrustedGlobalsError"
+]

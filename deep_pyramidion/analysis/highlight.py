@@ -32,16 +32,11 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from deep_pyramidion.errors import PyramidionError
+from deep_pyramidion.plumbing.errors import HighlightError
 
 logger = logging.getLogger(__name__)
 
 ROUNDTRIP_TOL = 1e-4  # max |output recomputed from the assignment - pooler output| (float32)
-
-
-class HighlightError(PyramidionError):
-    """A model or document that cannot be highlighted (no pooling layers, an empty document); an
-    expected failure, ended with one line by the command lines."""
 
 
 @dataclass

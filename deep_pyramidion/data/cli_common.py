@@ -1,112 +1,13 @@
-"""What every command line of the data and evaluation packages shares: exit codes and the way an
-expected failure ends (one line on stderr, ``error: ...``, never a traceback).
-
-Exit codes (each CLI's ``--help`` lists the ones it uses):
-
-    0    success
-    1    bad input (a file missing, unreadable, not UTF-8, of the wrong shape; the message names the
-         file and line), or an output that cannot be written
-    2    usage: a flag missing, malformed or out of range (argparse's message)
-    3    a mismatch between inputs that are each fine (score.py: hypotheses and references are not
-         the same documents; a generate output without every expected document)
-    130  interrupted (Ctrl-C); outputs are left as they were before the run
-    141  stdout was closed early (``| head``): the command stops quietly, as other Unix tools do
-"""
-
-import contextlib
-import logging
-import os
-import sys
-import textwrap
-import warnings
-from typing import Callable, List, Optional
-
-from deep_pyramidion.errors import PyramidionError
-
-EXIT_OK = 0
-EXIT_BAD_INPUT = 1
-EXIT_USAGE = 2
-EXIT_MISMATCH = 3
-EXIT_INTERRUPTED = 130
-EXIT_PIPE = 141
-
-EXIT_CODES_HELP = (
-    "exit status: 0 ok; 1 bad input or an unwritable output (the message names the file and line); "
-    "2 usage; {extra}130 interrupted; 141 stdout closed early (| head). On any failure the previous "
-    "outputs are left exactly as they were."
+"""The command-line harness under its earlier import path: it lives in plumbing/cli.py (exit
+codes, one-line errors, logging set-up, ``run_cli``), below every room. Kept for the code that
+imports it from here (``from deep_pyramidion.data.cli_common import run_cli``)."""
+from deep_pyramidion.plumbing.cli import (
+    EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, EXIT_PIPE,
+    EXIT_USAGE, LOG_FORMAT, exit_codes_help, fail, one_line, run_cli, setup_logging,
 )
 
-
-def exit_codes_help(extra: str = "", note: str = "") -> str:
-    """The exit-status paragraph of a CLI's ``--help`` (wrapped: the CLIs keep their epilog raw);
-    ``extra`` adds codes such as ``3 ...; ``, ``note`` a sentence about the outputs."""
-    text = EXIT_CODES_HELP.format(extra=extra) + (" " + note.strip() if note else "")
-    return textwrap.fill(text, width=96)
-
-
-def one_line(message: object) -> str:
-    """A message on one line (an exception text may hold newlines from quoted input)."""
-    return " ".join(str(message).split("\n")).strip()
-
-
-def fail(message: object, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"error: {one_line(message)}", file=sys.stderr)
-    return code
-
-
-def _silence_stdout() -> None:
-    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush does not
-    print a second error."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
-@contextlib.contextmanager
-def _logging_as_found():
-    """A command configures logging for its process (handlers on the root logger, levels, warning
-    filters). Called from Python instead (a test, a notebook, a script of the user's) it must leave
-    the caller's logging as it found it: a handler left behind would keep writing to a stream the
-    caller has since closed or redirected."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    levels = {name: lg.level for name, lg in logging.root.manager.loggerDict.items()
-              if isinstance(lg, logging.Logger)}
-    with warnings.catch_warnings():
-        try:
-            yield
-        finally:
-            root.handlers[:] = handlers
-            root.setLevel(level)
-            for name, lg in list(logging.root.manager.loggerDict.items()):
-                if isinstance(lg, logging.Logger):
-                    lg.setLevel(levels.get(name, logging.NOTSET))
-
-
-def run_cli(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None,
-            mismatch: tuple = ()) -> int:
-    """Run ``main(argv)`` and turn the expected failures into an exit code and one line:
-    any deep_pyramidion.errors.PyramidionError (DataError, CheckpointError, ConfigError, ...) -> 1
-    (an exception in ``mismatch`` -> 3), an OS error (disk full, permission) -> 1,
-    Ctrl-C -> 130, a closed stdout -> 141 (quietly). Anything else is a bug and keeps its traceback.
-    The caller's logging is as it was when this returns."""
-    with _logging_as_found():
-        return _run(main, argv, mismatch)
-
-
-def _run(main, argv, mismatch) -> int:
-    try:
-        return main(argv)
-    except BrokenPipeError:
-        _silence_stdout()
-        return EXIT_PIPE
-    except KeyboardInterrupt:
-        return fail("interrupted", EXIT_INTERRUPTED)
-    except PyramidionError as err:
-        return fail(err, EXIT_MISMATCH if mismatch and isinstance(err, mismatch) else EXIT_BAD_INPUT)
-    except OSError as err:  # the machine's, not the input's: disk full, permissions, a vanished file
-        where = f"{err.filename}: " if err.filename else ""
-        return fail(f"{where}{err.strerror or err}")
+__all__ = [
+    "EXIT_BAD_INPUT", "exit_codes_help", "EXIT_CODES_HELP", "EXIT_INTERRUPTED", "EXIT_MISMATCH",
+    "EXIT_OK", "EXIT_PIPE", "EXIT_USAGE", "fail", "LOG_FORMAT", "one_line", "run_cli",
+    "setup_logging"
+]

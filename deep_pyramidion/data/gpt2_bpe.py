@@ -18,7 +18,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Dict, Iterable, List, Tuple
 
-from deep_pyramidion.errors import PyramidionError
+from deep_pyramidion.plumbing.errors import BpeError
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +29,6 @@ _WORD_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+
 # words longer than this are not cached (a 10 MB line of base64 is one word: keeping it would
 # double its memory for a word that will hardly come again)
 _CACHED_WORD_LENGTH = 1000
-
-
-class BpeError(PyramidionError):
-    """A vocabulary or merges file that cannot be used; the message names the file (an expected
-    failure: the command lines end it with one line)."""
 
 
 @lru_cache(maxsize=1)

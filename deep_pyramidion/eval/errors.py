@@ -1,10 +1,6 @@
-"""The errors of the evaluation code: bad input (:class:`DataError`, exit 1 in the CLIs) and
-hypotheses that are not the reference documents (:class:`MismatchError`, exit 3)."""
-
-from deep_pyramidion.data.io import DataError
+"""The errors of the evaluation code under their earlier import path: bad input
+(:class:`DataError`, exit 1 in the CLIs) and hypotheses that are not the reference documents
+(:class:`MismatchError`, exit 3). Both are defined in plumbing/errors.py."""
+from deep_pyramidion.plumbing.errors import DataError, MismatchError  # noqa: F401  (re-exported)
 
 __all__ = ["DataError", "MismatchError"]
-
-
-class MismatchError(DataError):
-    """The hypotheses do not cover exactly the reference documents."""

@@ -14,7 +14,7 @@ The pieces here are used by two patches of fairseq (patches.py: ``safe_checkpoin
   bit-flipped tensor without noticing) and turns failures inside the unpickler into
   :class:`CheckpointError`;
 - :func:`atomic_copy` wraps fairseq's ``PathManager.copy`` so that local copies are atomic (copy
-  beside the destination, then rename): fairseq writes ``checkpoint_1_400.pt`` atomically but then
+  beside the destination, then rename: plumbing/files.py, ``copy_file_atomic``): fairseq writes ``checkpoint_1_400.pt`` atomically but then
   *copies* it to ``checkpoint_last.pt``, and a job killed during that copy left a truncated
   ``checkpoint_last.pt``.
 """
@@ -26,27 +26,18 @@ import logging
 import os
 import pickle
 import re
-import shutil
-import tempfile
 import typing
 import zipfile
 
 import torch
 
-from deep_pyramidion.errors import PyramidionError
+from deep_pyramidion.plumbing.errors import CheckpointError, TrustedGlobalsError
+from deep_pyramidion.plumbing.files import copy_file_atomic
 
 logger = logging.getLogger(__name__)
 
 TRUSTED_GLOBALS_ENV = "DEEP_PYRAMIDION_TRUSTED_GLOBALS"
 _NO_WEIGHTS_ONLY_ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
-
-
-class CheckpointError(PyramidionError, RuntimeError):
-    """A checkpoint that cannot or must not be loaded; the message names the file."""
-
-
-class TrustedGlobalsError(CheckpointError, ValueError):
-    """A bad entry in DEEP_PYRAMIDION_TRUSTED_GLOBALS (a ValueError, as it always was)."""
 
 
 def _fairseq_checkpoint_classes():
@@ -311,31 +302,10 @@ def atomic_copy(copy):
             return copy(src_path, dst_path, overwrite=overwrite)
         if IOPathManager and not overwrite and os.path.exists(dst_path):
             return copy(src_path, dst_path, overwrite=overwrite)   # iopath's refusal, as it is
-        target = os.path.realpath(dst_path)
-        folder = os.path.dirname(target) or "."
-        handle, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
-                                       dir=folder)
-        os.close(handle)
-        try:
-            shutil.copyfile(src_path, tmp)
-            if os.path.exists(target):
-                shutil.copymode(target, tmp)   # copyfile into the old file would keep its mode
-            else:
-                os.chmod(tmp, 0o666 & ~_umask())   # ... and a new file would get the umask's
-            os.replace(tmp, target)  # readers see the old file or the whole new one, never a part
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        copy_file_atomic(src_path, dst_path)
         return True if IOPathManager else dst_path
 
     return wrapper
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def warn_if_safe_loading_is_off() -> None:

@@ -22,7 +22,7 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from deep_pyramidion.errors import PyramidionError
+from deep_pyramidion.plumbing.errors import ExportError
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +41,6 @@ AUTO_MAP = {
     "AutoModelForSeq2SeqLM": "modeling_pyramidion.PyramidionForConditionalGeneration",
     "AutoTokenizer": ["tokenization_pyramidion.PyramidionTokenizer", None],
 }
-
-
-class ExportError(PyramidionError):
-    """A checkpoint, dictionary or option the export cannot carry; the message names it."""
 
 
 # ---------------------------------------------------------------------------------- the code

@@ -156,7 +156,7 @@ def test_odd_bytes_prepare_or_fail_in_one_line_leaving_inputs_and_old_output(tmp
 
 
 def test_swap_without_renameat2_and_a_foreign_file_appearing_meanwhile(tmp_path, monkeypatch):
-    from deep_pyramidion.data import output
+    from deep_pyramidion.plumbing import files as output
 
     final = tmp_path / "out"
     final.mkdir()
