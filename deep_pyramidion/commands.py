@@ -10,7 +10,7 @@ Every command:
 - parses its arguments before it imports torch or fairseq, so ``--help`` and a usage error are
   quick and print nothing of fairseq's (the modules named here import neither at import time);
 - shows an example command line in its ``--help``, with the exit codes;
-- ends an expected failure with one ``error: ...`` line (data/cli_common.py: run_cli).
+- ends an expected failure with one ``error: ...`` line (plumbing/cli.py: run_cli).
 
 ``scripts/*.py`` stay as thin wrappers around the same functions, so command lines written as
 ``python scripts/score.py ...`` keep working (tests/integration/test_commands.py checks both).

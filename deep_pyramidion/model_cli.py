@@ -8,13 +8,13 @@ parses and checks its arguments first and loads the fairseq adapter only then (`
 ``deep_pyramidion.fairseq_plugin.cli`` still offers these names (the entry points of earlier
 installs).
 
-They share what the data and evaluation command lines do (data/cli_common.py): an expected
-failure ends with one line, ``error: ...``, naming the flag, file or line, never a traceback; exit
-status 0 ok, 1 bad input (a file, a document, a checkpoint), 2 usage, 130 interrupted, 141 stdout
-closed early (``| head``, quietly). Documents are read by the project's one line rule
-(data/io.py: a line ends at ``\\n``; files and stdin alike), every line checked before the model
-loads. Nothing is written over without being asked: highlight's ``--out`` and convert's OUT_DIR are
-built beside the old folder and swapped in only when complete.
+They run in the harness every command does (plumbing/cli.py): an expected failure ends with one
+line, ``error: ...``, naming the flag, file or line, never a traceback; exit status 0 ok, 1 bad
+input (a file, a document, a checkpoint), 2 usage, 130 interrupted, 141 stdout closed early
+(``| head``, quietly). Documents are read by the project's one line rule (plumbing/lines.py: a
+line ends at ``\\n``; files and stdin alike), every line checked before the model loads. Nothing
+is written over without being asked: highlight's ``--out`` and convert's OUT_DIR are built beside
+the old folder and swapped in only when complete (plumbing/files.py).
 """
 import argparse
 import logging
@@ -23,10 +23,11 @@ import sys
 import warnings
 from typing import List, Optional
 
-from deep_pyramidion.data.cli_common import EXIT_OK, exit_codes_help, run_cli
-from deep_pyramidion.data.io import DataError, iter_document_lines
-from deep_pyramidion.data.output import StagedDir, check_not_overlapping, owned_by
 from deep_pyramidion.limits import MAX_SOURCE_POSITIONS, check_max_source_positions
+from deep_pyramidion.plumbing.cli import EXIT_OK, exit_codes_help, run_cli, setup_logging
+from deep_pyramidion.plumbing.errors import DataError
+from deep_pyramidion.plumbing.files import StagedDir, check_not_overlapping, owned_by
+from deep_pyramidion.plumbing.lines import iter_document_lines
 
 logger = logging.getLogger("pyramidion-summarize")
 highlight_logger = logging.getLogger("highlight")
@@ -39,13 +40,8 @@ def _logging(verbose: bool = False) -> None:
     logging: called once the arguments are parsed and checked."""
     import deep_pyramidion.fairseq_plugin  # noqa: F401
 
-    # fairseq's import pointed the root logger at stdout, where the summaries go: replace its
-    # handlers (removed, not closed: run_cli gives a Python caller its own back afterwards)
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # fairseq's import pointed the root logger at stdout, where the summaries go
+    setup_logging(logging.INFO if verbose else logging.WARNING, take_over=True)
     if not verbose:
         warnings.filterwarnings("ignore", message=".*pin_memory.*")
     for name in ("deep_pyramidion", logger.name, highlight_logger.name, convert_logger.name):

@@ -11,15 +11,17 @@ Layout written by the ``scripts/prepare_*.py`` scripts (one document per line, U
     DIR/{train,dev-0,test-A}.ids   one document id per line, same order
 
 Modules:
-    io            the one rule for a document line (files and stdin), UTF-8 errors with line and
-                  byte offset, JSON lines
     sentences     the sentence marker and the sentence-splitting rule
     splits        the split writer shared by the prepare steps, skip accounting, record shapes
-    output        outputs built beside the old ones and swapped in on success; input/output overlap
     aclsum        the ACLSum papers shipped by the ``aclsum`` package
     arxiv_pubmed  the arXiv / PubMed release of Cohan et al. (2018)
     binarize      sentencepiece + fairseq-preprocess, dictionary / model consistency check
-    cli, cli_common  the command lines of the prepare and preprocess scripts, exit codes
+    gpt2_bpe      GPT-2's byte-level BPE (a pretrained BART's vocabulary and merges)
+    cli           the command lines of the prepare and preprocess scripts
+
+Reading the inputs, writing the outputs and the command-line harness are the floor's
+(:mod:`deep_pyramidion.plumbing`: lines, files, cli, errors); ``io``, ``output`` and
+``cli_common`` here only offer those names under their earlier import paths.
 """
 
 SPLITS = ("train", "dev-0", "test-A")

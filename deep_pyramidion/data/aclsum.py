@@ -19,8 +19,10 @@ import logging
 import os
 from typing import Iterator, List, Optional, Tuple
 
-from .io import DataError, iter_json_values, load_json_file
-from .output import StagedDir, check_not_overlapping
+from deep_pyramidion.plumbing.errors import DataError
+from deep_pyramidion.plumbing.files import StagedDir, check_not_overlapping
+from deep_pyramidion.plumbing.lines import iter_json_values, load_json_file
+
 from .sentences import remove_marker, split_sentences
 from .splits import (
     PREPARED_OWNED,
@@ -145,7 +147,7 @@ def prepare_aclsum(
 ) -> PrepareResult:
     """Write ``train``/``dev-0``/``test-A`` ``.src/.tgt/.ids``, ``prepare.json`` and (when papers
     were skipped) ``skipped.tsv`` for ACLSum into ``out_dir``, replacing what it held only when
-    every split was written (:class:`~deep_pyramidion.data.output.StagedDir`).
+    every split was written (:class:`~deep_pyramidion.plumbing.files.StagedDir`).
 
     Papers listed twice, with no or an unreadable paper file, a field of the wrong type, an empty
     body or no abstract are skipped and counted (``strict=True`` raises :class:`DataError`).

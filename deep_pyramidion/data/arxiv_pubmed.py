@@ -27,8 +27,10 @@ import os
 import re
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from .io import DataError, iter_json_values, normalize_whitespace
-from .output import StagedDir, check_not_overlapping
+from deep_pyramidion.plumbing.errors import DataError
+from deep_pyramidion.plumbing.files import StagedDir, check_not_overlapping
+from deep_pyramidion.plumbing.lines import iter_json_values, normalize_whitespace
+
 from .sentences import remove_marker, split_sentences
 from .splits import (
     PREPARED_OWNED,

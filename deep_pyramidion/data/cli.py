@@ -2,8 +2,8 @@
 also ``scripts/prepare_aclsum.py`` and ``scripts/prepare_arxiv_pubmed.py``) and
 ``pyramidion-preprocess`` (also ``scripts/preprocess.py``); deep_pyramidion/commands.py lists them.
 Every expected failure ends with one ``error: ...`` line and the exit codes of
-:mod:`deep_pyramidion.data.cli_common`; every output folder is replaced only when the run succeeded
-(:mod:`deep_pyramidion.data.output`)."""
+:mod:`deep_pyramidion.plumbing.cli`; every output folder is replaced only when the run succeeded
+(:mod:`deep_pyramidion.plumbing.files`)."""
 
 import argparse
 import logging
@@ -11,8 +11,8 @@ import os
 import re
 from typing import List, Optional
 
-from .cli_common import EXIT_OK, exit_codes_help, run_cli
-from .io import DataError
+from deep_pyramidion.plumbing.cli import EXIT_OK, exit_codes_help, run_cli, setup_logging
+from deep_pyramidion.plumbing.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -20,10 +20,6 @@ _SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_VOCAB = 1_000_000
 _FOLDER_NOTE = (" OUT is built beside the old folder and replaces it only when the run succeeded; a folder "
                 "holding files this command did not write, or holding an input, is refused.")
-
-
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
 def _cpus() -> int:
@@ -74,7 +70,7 @@ def _run_prepare_aclsum(parser: argparse.ArgumentParser, args: argparse.Namespac
 
     if args.max_source_words is not None and args.max_source_words <= 0:
         parser.error("--max-source-words must be a positive integer")
-    _logging()
+    setup_logging()
     data_dir = args.data_dir or aclsum_data_dir()
     if not os.path.isdir(data_dir):
         raise DataError(f"--data-dir {data_dir}: no such folder")
@@ -145,7 +141,7 @@ def _run_prepare_arxiv_pubmed(parser: argparse.ArgumentParser, args: argparse.Na
         parser.error("--max-source-words must be a positive integer")
     if args.hf and not args.config:
         parser.error("--hf needs --config (arxiv or pubmed)")
-    _logging()
+    setup_logging()
     if args.hf:
         result = prepare_hf(args.hf, args.config, args.out, args.max_source_words, args.strict, splits)
     else:
@@ -257,7 +253,7 @@ def _preprocess_main(argv, prog: str = "pyramidion-preprocess") -> int:
     parser.add_argument("--check", metavar="BIN_DIR",
                         help="only check that BIN_DIR/dict.src.txt matches --spm-model (default BIN_DIR/spm.model)")
     args = parser.parse_args(argv)
-    _logging()
+    setup_logging()
 
     if args.check:
         model = args.spm_model or os.path.join(args.check, "spm.model")

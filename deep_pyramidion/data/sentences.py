@@ -21,7 +21,7 @@ Sentence rule used by :func:`split_sentences` (no nltk; simple and predictable):
 import re
 from typing import Iterable, List
 
-from .io import normalize_whitespace
+from deep_pyramidion.plumbing.lines import normalize_whitespace
 
 MARKER = "<q>"
 SEPARATOR = f" {MARKER} "

@@ -13,8 +13,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional
 
-from .io import DataError, normalize_whitespace, truncate_words
-from .output import owned_by
+from deep_pyramidion.plumbing.errors import DataError
+from deep_pyramidion.plumbing.files import owned_by
+from deep_pyramidion.plumbing.lines import normalize_whitespace, truncate_words
+
 from .sentences import join_sentences
 
 logger = logging.getLogger(__name__)
@@ -206,7 +208,7 @@ class PrepareResult:
             os.remove(tsv)  # left by an earlier run into the same folder
 
 
-#: entries of a prepared folder (what :class:`~deep_pyramidion.data.output.StagedDir` may replace)
+#: entries of a prepared folder (what :class:`~deep_pyramidion.plumbing.files.StagedDir` may replace)
 PREPARED_PATTERNS = (r".+\.(src|tgt|ids)", r".+\.(src|tgt|ids)\.partial", r"prepare\.json", r"skipped\.tsv")
 PREPARED_OWNED = owned_by(patterns=PREPARED_PATTERNS)
 

@@ -8,10 +8,10 @@ import logging
 import os
 from typing import List, Optional
 
-from deep_pyramidion.data.cli_common import EXIT_OK, exit_codes_help, run_cli
-from deep_pyramidion.data.output import check_output_file, write_file_atomic
+from deep_pyramidion.plumbing.cli import EXIT_OK, exit_codes_help, run_cli, setup_logging
+from deep_pyramidion.plumbing.errors import MismatchError
+from deep_pyramidion.plumbing.files import check_output_file, write_file_atomic
 
-from .errors import MismatchError
 from .evaluate import evaluate_files
 from .rouge import MAX_BOOTSTRAP
 
@@ -88,7 +88,7 @@ def _score_main(argv: Optional[List[str]], prog: str = "pyramidion-score") -> in
         parser.error("--confidence must be between 0 and 1")
     if not args.name.strip() or "\n" in args.name:
         parser.error("--name must be a non-empty label on one line")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.INFO)
 
     ids = args.ids
     if ids is None and args.ref and args.ref.endswith(".tgt") and os.path.isfile(args.ref[:-4] + ".ids"):
@@ -145,7 +145,7 @@ def check_main(argv: Optional[List[str]] = None) -> int:
 
 
 def _check_output(argv: Optional[List[str]], prog: str, positional: bool) -> int:
-    from deep_pyramidion.data.io import read_document_lines
+    from deep_pyramidion.plumbing.lines import read_document_lines
 
     from .generate_output import read_generate_output
 
@@ -161,7 +161,7 @@ def _check_output(argv: Optional[List[str]], prog: str, positional: bool) -> int
     args = parser.parse_args(argv)
     if args.expected is not None and args.expected < 0:
         parser.error("--expected must be >= 0")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.WARNING)
     doc_ids = read_document_lines(args.ids) if args.ids else None
     gen = read_generate_output(args.check, expected=args.expected, doc_ids=doc_ids)
     nbest = sorted(set(gen.nbest.values()))

@@ -1,7 +1,7 @@
 """Files -> ROUGE report: what ``scripts/score.py`` computes and prints.
 
 The scorer refuses to compare a hypothesis set that does not cover the reference set exactly
-(:class:`~deep_pyramidion.eval.errors.MismatchError`): fairseq can drop documents (a last partial
+(:class:`~deep_pyramidion.plumbing.errors.MismatchError`): fairseq can drop documents (a last partial
 batch, or inputs skipped as too long), and a ROUGE over a different set of documents is not
 comparable. A fairseq-generate output must be one whole run (see
 :mod:`deep_pyramidion.eval.generate_output`).
@@ -11,9 +11,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from deep_pyramidion.data.io import DataError, iter_document_lines
+from deep_pyramidion.plumbing.errors import DataError, MismatchError
+from deep_pyramidion.plumbing.lines import iter_document_lines
 
-from .errors import MismatchError
 from .generate_output import check_generate_covers_refs, check_same_ids, check_targets_match, read_generate_output
 from .lead import lead_baseline
 from .rouge import BY_SPLITTER, MAX_BOOTSTRAP, SystemScore, describe_sentences, detokenize_pieces, format_table, score_system

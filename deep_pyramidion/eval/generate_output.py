@@ -14,9 +14,9 @@ An output is complete (:meth:`GenerateOutput.check_complete`) only when the file
 and the closing line, holds one run (nothing generated after the closing line, no document twice),
 every ``H-``/``D-``/``P-`` line is whole (an integer id, a numeric score, numeric positional scores,
 each hypothesis as ``H`` [``D``] ``P`` in that order, ``D-`` lines for every hypothesis or for none),
-and, when the number of documents is known, the documents with hypotheses are exactly ``0 .. N-1``. Anything else is a :class:`~deep_pyramidion.data.io.DataError` saying what is wrong and
+and, when the number of documents is known, the documents with hypotheses are exactly ``0 .. N-1``. Anything else is a :class:`~deep_pyramidion.plumbing.errors.DataError` saying what is wrong and
 where (``FILE:LINE``); a set of documents other than the expected one is a
-:class:`~deep_pyramidion.eval.errors.MismatchError`.
+:class:`~deep_pyramidion.plumbing.errors.MismatchError`.
 
 Command line (what ``scripts/generate.sh`` runs after fairseq-generate; eval/cli.py)::
 
@@ -30,9 +30,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from deep_pyramidion.data.io import DataError, iter_document_lines
+from deep_pyramidion.plumbing.errors import DataError, MismatchError
+from deep_pyramidion.plumbing.lines import iter_document_lines
 
-from .errors import MismatchError
 from .rouge import detokenize_pieces
 
 logger = logging.getLogger(__name__)

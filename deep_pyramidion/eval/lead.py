@@ -8,8 +8,7 @@ import statistics
 from typing import List, Optional, Sequence, Tuple
 
 from deep_pyramidion.data.sentences import SEPARATOR, split_marked, split_sentences
-
-from .errors import MismatchError
+from deep_pyramidion.plumbing.errors import MismatchError
 
 
 def count_words(document: str) -> int:

@@ -21,10 +21,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from deep_pyramidion.data.io import normalize_whitespace
 from deep_pyramidion.data.sentences import MARKER, split_marked, split_sentences
-
-from .errors import MismatchError
+from deep_pyramidion.plumbing.errors import MismatchError
+from deep_pyramidion.plumbing.lines import normalize_whitespace
 
 logger = logging.getLogger(__name__)
 

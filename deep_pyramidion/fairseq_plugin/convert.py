@@ -27,13 +27,13 @@ from typing import List, Optional
 import torch
 
 from deep_pyramidion.bart import SCORER_GAIN, default_schedule, init_poolers  # shared with from_bart
-from deep_pyramidion.data.io import DataError
-from deep_pyramidion.data.output import StagedDir, check_output_folder, owned_by, same_or_inside
 from deep_pyramidion.fairseq_plugin.bart import (
-    ConversionError, PretrainedBart, check_bpe_files, mapped_weights, read_bart,
-    reconcile_dictionary, summary, write_dictionary,
+    PretrainedBart, check_bpe_files, mapped_weights, read_bart, reconcile_dictionary, summary,
+    write_dictionary,
 )
 from deep_pyramidion.limits import check_max_source_positions
+from deep_pyramidion.plumbing.errors import ConversionError, DataError
+from deep_pyramidion.plumbing.files import StagedDir, check_output_folder, owned_by
 
 logger = logging.getLogger(__name__)
 
@@ -102,14 +102,12 @@ def convert(src_dir: str, out_dir: str, max_source_positions: int, arch: Optiona
 
 
 def _check_places(src_dir: str, out_dir: str, force: bool) -> None:
-    # the shared rule: no empty path, not the current directory, not a folder holding SRC_DIR
+    # the shared rule (no empty path, not the current directory, not a folder holding SRC_DIR),
+    # and OUT_DIR not inside SRC_DIR either: the converter reads every file there
     try:
-        check_output_folder("OUT_DIR", out_dir, [("SRC_DIR", src_dir)])
+        check_output_folder("OUT_DIR", out_dir, [("SRC_DIR", src_dir)], inside_inputs=False)
     except DataError as err:
         raise ConversionError(str(err)) from None
-    if same_or_inside(out_dir, src_dir):
-        raise ConversionError(f"SRC_DIR {src_dir} and OUT_DIR {out_dir} overlap: writing one "
-                              "would destroy the other; choose another OUT_DIR")
     if os.path.exists(out_dir):
         if not os.path.isdir(out_dir):
             raise ConversionError(f"OUT_DIR {out_dir} exists and is not a folder")

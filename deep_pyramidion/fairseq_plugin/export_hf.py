@@ -6,20 +6,20 @@
 This side reads what only fairseq can read (the checkpoint's arguments, the Dictionary); the
 torch-only side (deep_pyramidion/hf/export.py) maps the weights and copies the code. Every refusal
 is one line naming the file or the option, and nothing is written: OUT_DIR is built beside its
-final place and renamed in only when complete (data/output.py: StagedDir).
+final place and renamed in only when complete (plumbing/files.py: StagedDir).
 """
 import argparse
 import logging
 import os
 from typing import List, Optional
 
-from deep_pyramidion.data.cli_common import EXIT_OK
-from deep_pyramidion.data.io import DataError
-from deep_pyramidion.data.output import StagedDir, check_not_overlapping, owned_by
 from deep_pyramidion.hf.export import (  # noqa: F401  (GENERATION_DEFAULTS: re-exported)
     AUTO_MAP, GENERATION_DEFAULTS, ExportError, code_files, flat_name, generation_config,
     map_state_dict, write_code, write_json,
 )
+from deep_pyramidion.plumbing.cli import EXIT_OK
+from deep_pyramidion.plumbing.errors import DataError
+from deep_pyramidion.plumbing.files import StagedDir, check_not_overlapping, owned_by
 
 logger = logging.getLogger("pyramidion-export-hf")
 

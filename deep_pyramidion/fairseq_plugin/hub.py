@@ -24,10 +24,9 @@ from omegaconf import open_dict
 
 import deep_pyramidion
 import deep_pyramidion.fairseq_plugin  # noqa: F401  (registers the model, applies the patches)
-from deep_pyramidion.data.io import DataError
 from deep_pyramidion.data.sentences import MARKER
-from deep_pyramidion.errors import PyramidionError
 from deep_pyramidion.limits import check_max_source_positions
+from deep_pyramidion.plumbing.errors import DataError, PyramidionError
 
 logger = logging.getLogger(__name__)
 

@@ -109,12 +109,12 @@ class Patch:
 def _one_line_errors(excepthook):
     """fairseq's command lines let every exception end the process with a traceback, so the
     plugin's expected failures (a bad model flag, a damaged or refused checkpoint: every
-    deep_pyramidion.errors.PyramidionError) printed their one-line message at the bottom of a
+    PyramidionError, plumbing/errors.py) printed their one-line message at the bottom of a
     stack trace. For those alone the hook prints ``error: <message>``; the exit status stays 1, and
     every other exception (a bug) keeps its traceback through the previous hook."""
     import sys
 
-    from deep_pyramidion.errors import PyramidionError
+    from deep_pyramidion.plumbing.errors import PyramidionError
 
     @functools.wraps(excepthook)
     def hook(kind, value, traceback):

@@ -1,7 +1,8 @@
-"""The layers of the package import only what they are allowed to (docs/architecture.md): the core
-neither fairseq nor transformers, evaluation and data neither torch nor fairseq; and fairseq
-imports the package for --user-dir and gets everything registered. Each check runs in a fresh
-interpreter, so nothing imported by the test process itself counts."""
+"""The layers of the package import only what they are allowed to (docs/architecture.md): the floor
+(plumbing/) nothing of the package, the core neither fairseq nor transformers, evaluation and data
+neither torch nor fairseq; and fairseq imports the package for --user-dir and gets everything
+registered. Each check runs in a fresh interpreter, so nothing imported by the test process itself
+counts."""
 import subprocess
 import sys
 
@@ -11,6 +12,9 @@ CORE = ["deep_pyramidion", "deep_pyramidion.config", "deep_pyramidion.schedule",
         "deep_pyramidion.topk", "deep_pyramidion.modules", "deep_pyramidion.modules.poolers",
         "deep_pyramidion.bart",
         "deep_pyramidion.analysis.highlight"]
+FLOOR = ["deep_pyramidion.plumbing", "deep_pyramidion.plumbing.errors",
+         "deep_pyramidion.plumbing.lines", "deep_pyramidion.plumbing.files",
+         "deep_pyramidion.plumbing.cli"]
 PLAIN_PYTHON = ["deep_pyramidion.eval", "deep_pyramidion.eval.cli", "deep_pyramidion.data",
                 "deep_pyramidion.data.cli", "deep_pyramidion.data.io", "deep_pyramidion.data.aclsum",
                 "deep_pyramidion.data.arxiv_pubmed", "deep_pyramidion.data.binarize",
@@ -32,6 +36,19 @@ def test_core_imports_neither_fairseq_nor_transformers():
 
 def test_evaluation_and_data_import_neither_torch_nor_fairseq():
     assert imported_after(PLAIN_PYTHON, ["torch", "fairseq"]) == ""
+
+
+def test_the_floor_loads_no_room():
+    """deep_pyramidion.plumbing, which every room imports, loads no other module of the package
+    (the package's own __init__ aside) and neither torch nor fairseq; tests/unit/
+    test_import_boundaries.py checks its source."""
+    code = ("import importlib, sys\n"
+            f"for name in {FLOOR!r}:\n    importlib.import_module(name)\n"
+            "print(','.join(sorted(m for m in sys.modules if m in ('torch', 'fairseq') or\n"
+            "    m.startswith('deep_pyramidion.') and not m.startswith('deep_pyramidion.plumbing'))))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""
 
 
 @pytest.mark.parametrize("first", ["fairseq", "deep_pyramidion.topk", "deep_pyramidion.eval"])
