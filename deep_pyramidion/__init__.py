@@ -2,7 +2,8 @@
 
 The package has layers that a reader can take one at a time (docs/architecture.md):
 
-    core (torch only)    config.py, schedule.py, errors.py, topk/, modules/
+    floor (stdlib only)  plumbing/ (errors, line readers, safe writing, the command-line harness)
+    core (torch only)    config.py, schedule.py, topk/, modules/
     fairseq adapter      fairseq_plugin/ (model, criterion, hub, CLIs, the patches of fairseq)
     evaluation, data     eval/, data/ (neither torch nor fairseq)
     analysis             analysis/ (what the poolers keep; torch only)
