@@ -9,9 +9,10 @@ from_bart -> Seq2SeqTrainer on text splits -> a folder that loads anywhere (READ
 --bart is a Hugging Face BART folder (config.json, model.safetensors, vocab.json + merges.txt),
 read locally; --text holds the prepare scripts' splits (train.src / train.tgt, one document per
 line; dev-0 for the evaluation loss when it is there). --out receives the fine-tuned model, its
-tokenizer, the generation config of configs/generate/bart.args and the model's code (auto_map), so
-AutoModelForSeq2SeqLM.from_pretrained(OUT, trust_remote_code=True) loads it with transformers
-alone. The Trainer's own files go to OUT/trainer (checkpoints, logs).
+tokenizer, the generation config of configs/generate/bart.args and the model's code (auto_map,
+custom_pipelines), so AutoModelForSeq2SeqLM.from_pretrained(OUT, trust_remote_code=True) and
+pipeline("summarization", model=OUT, trust_remote_code=True) load it with transformers alone.
+The Trainer's own files go to OUT/trainer (checkpoints, logs).
 """
 import argparse
 import logging
@@ -55,7 +56,9 @@ def main(argv=None) -> int:
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
     from deep_pyramidion.hf import PyramidionForConditionalGeneration
-    from deep_pyramidion.hf.export import AUTO_MAP, generation_config, write_code
+    from deep_pyramidion.hf.export import (
+        AUTO_MAP, generation_config, mark_remote_code, write_code,
+    )
     from deep_pyramidion.hf.from_bart import pyramidion_tokenizer_from_bart
 
     train = read_split(args.text, "train")
@@ -90,7 +93,7 @@ def main(argv=None) -> int:
     trainer.train()
     if dev:
         logger.info("dev-0 loss %.4f", trainer.evaluate()["eval_loss"])
-    model.config.auto_map = AUTO_MAP
+    mark_remote_code(model.config)
     model.generation_config = generation_config(model.config, {})
     trainer.save_model(args.out)
     tokenizer.init_kwargs["auto_map"] = AUTO_MAP["AutoTokenizer"]

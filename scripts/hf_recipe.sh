@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A fairseq-trained pyramidion on Hugging Face: export -> summarize with transformers -> score
+# A fairseq-trained pyramidion on Hugging Face: export -> summarize with transformers' pipeline ->
+# score
 # (README: "Hugging Face: export, generate(), fine-tuning").
 #
 #   scripts/hf_recipe.sh CKPT DATA_BIN TEXT_DIR WORK_DIR
@@ -12,8 +13,10 @@
 #   WORK_DIR  written: export/ (the Hugging Face folder), hyps-test-A.txt, rouge.json
 #
 #   1. export     pyramidion-export-hf --checkpoint CKPT --data DATA_BIN WORK_DIR/export
-#   2. summarize  scripts/hf_summarize.py --model WORK_DIR/export TEXT_DIR/test-A.src (transformers
-#                 only: the export's code and generation config, one document per batch)
+#   2. summarize  scripts/hf_summarize.py --model WORK_DIR/export TEXT_DIR/test-A.src: transformers'
+#                 pipeline("summarization", model=WORK_DIR/export, trust_remote_code=True), the
+#                 export's own pipeline (its code and generation config; transformers >= 5, tested
+#                 with 5.24 and 5.25), one document per batch
 #   3. score      scripts/score.py ROUGE-1/2/L/Lsum against TEXT_DIR/test-A.tgt, with a Lead row
 #
 # Settings (environment variables): EXPORT_ARGS (extra flags of pyramidion-export-hf, e.g.

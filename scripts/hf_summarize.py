@@ -1,18 +1,22 @@
 #!/usr/bin/env python
 """One document per line in, one summary per line out, with a pyramidion exported by
-pyramidion-export-hf: transformers' generate() with the export's generation config. Needs only
-torch and transformers (+ sentencepiece for a from-scratch model); transformers 5 has no
-summarization pipeline, this is its place.
+pyramidion-export-hf (or written by scripts/hf_finetune.py): transformers'
+pipeline("summarization", model=OUT_DIR, trust_remote_code=True), i.e. the folder's own pipeline
+(pipeline_pyramidion.py: generate() with the export's generation config, decoded as
+pyramidion-summarize prints). Needs only torch and transformers >= 5 (+ sentencepiece for a
+from-scratch model).
 
     python scripts/hf_summarize.py --model hf-aclsum data/aclsum/test-A.src > hyps.txt
     python scripts/hf_summarize.py --model hf-aclsum --beam 2 --sentence-separator " " - < docs.txt
 
 Output line i is the summary of input line i; an empty input line is an error naming it (exit 1),
-checked before the model loads. --batch-size 1 (the default) gives every document the encoding
-fairseq gives it alone; larger batches pad on the left, as fairseq-generate's batches do.
+checked before the model loads, and so is a folder without the pipeline (an export older than it:
+export again). --batch-size 1 (the default) gives every document the encoding fairseq gives it
+alone; larger batches pad on the left, as fairseq-generate's batches do.
 """
 import argparse
 import json
+import os
 import sys
 
 
@@ -52,28 +56,36 @@ def main(argv=None) -> int:
             return 1
         documents.append(text)
 
-    import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    config_path = os.path.join(args.model, "config.json")
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            pipelines = json.load(handle).get("custom_pipelines") or {}
+    except (OSError, ValueError) as err:
+        print(f"error: --model {args.model}: no readable config.json ({err})", file=sys.stderr)
+        return 1
+    if "summarization" not in pipelines:
+        print(f"error: {config_path}: names no summarization pipeline (custom_pipelines); export "
+              "the model again with this version of pyramidion-export-hf", file=sys.stderr)
+        return 1
 
-    tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)
-    model = AutoModelForSeq2SeqLM.from_pretrained(args.model, trust_remote_code=True).eval()
-    if args.cuda:
-        model = model.cuda()
+    from transformers import pipeline
+
+    summarizer = pipeline("summarization", model=args.model, trust_remote_code=True,
+                          device="cuda" if args.cuda else "cpu")
     settings = {k: v for k, v in (("num_beams", args.beam),
                                   ("max_new_tokens", args.max_new_tokens)) if v is not None}
-    for start in range(0, len(documents), args.batch_size):
-        batch = tokenizer(documents[start:start + args.batch_size], truncation=True,
-                          padding=True, return_tensors="pt").to(model.device)
-        with torch.no_grad():
-            out = model.generate(**batch, **settings)
-        for ids in out:
-            summary = tokenizer.decode(ids, sentence_separator=args.sentence_separator)
-            sys.stdout.write(" ".join(summary.split("\n")) + "\n")
+    step = args.batch_size * 8
+    for start in range(0, len(documents), step):
+        results = summarizer(documents[start:start + step], batch_size=args.batch_size,
+                             sentence_separator=args.sentence_separator, **settings)
+        for result in results:
+            sys.stdout.write(result["summary_text"] + "\n")
         sys.stdout.flush()
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"model": args.model, "documents": len(documents), **settings,
-                       "generation_config": model.generation_config.to_dict()}, handle, indent=2)
+                       "generation_config": summarizer.model.generation_config.to_dict()},
+                      handle, indent=2)
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from deep_pyramidion.hf.export import (  # noqa: F401  (GENERATION_DEFAULTS: re-exported)
     AUTO_MAP, GENERATION_DEFAULTS, ExportError, code_files, flat_name, generation_config,
-    map_state_dict, write_code, write_json,
+    map_state_dict, mark_remote_code, write_code, write_json,
 )
 from deep_pyramidion.plumbing.cli import EXIT_OK
 from deep_pyramidion.plumbing.errors import DataError
@@ -94,7 +94,7 @@ def hf_model(args, state: dict, vocab_size: int, max_source_positions: Optional[
     from deep_pyramidion.hf.modeling_pyramidion import PyramidionForConditionalGeneration
 
     config = hf_config(args, vocab_size, max_source_positions)
-    config.auto_map = AUTO_MAP
+    mark_remote_code(config)
     weights, report = map_state_dict(state, config)
     model = PyramidionForConditionalGeneration(config)
     missing, unexpected = model.load_state_dict(weights, strict=False)

@@ -2,11 +2,13 @@
 fairseq_plugin/export_hf.py, reads the checkpoint and calls this).
 
     OUT_DIR/
-      config.json              PyramidionHFConfig + auto_map (trust_remote_code finds the code)
+      config.json              PyramidionHFConfig + auto_map and custom_pipelines (where
+                               trust_remote_code finds the model's and the pipeline's code)
       generation_config.json   the project's decoding defaults (configs/generate/*.args)
       model.safetensors        the weights under the adapter's names
       fairseq_dict.json, spm.model | encoder.json + vocab.bpe, tokenizer_config.json
-      configuration_pyramidion.py, modeling_pyramidion.py, tokenization_pyramidion.py
+      configuration_pyramidion.py, modeling_pyramidion.py, tokenization_pyramidion.py,
+      pipeline_pyramidion.py
       pyramidion_*.py          the core (config, schedule, topk, modules, GPT-2 BPE), copied flat
       export.json              what was mapped, shared and left out, by checkpoint name
 
@@ -32,7 +34,8 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # module the core starts to import is carried without a list to update
 ADAPTER_MODULES = ("deep_pyramidion.hf.configuration_pyramidion",
                    "deep_pyramidion.hf.modeling_pyramidion",
-                   "deep_pyramidion.hf.tokenization_pyramidion")
+                   "deep_pyramidion.hf.tokenization_pyramidion",
+                   "deep_pyramidion.hf.pipeline_pyramidion")
 # imported by the adapter's files inside a try (an installed package's features), left as they are
 # in an export: transformers does not require what a try block imports
 PACKAGE_ONLY = ("deep_pyramidion.hf.from_bart",)
@@ -41,6 +44,19 @@ AUTO_MAP = {
     "AutoModelForSeq2SeqLM": "modeling_pyramidion.PyramidionForConditionalGeneration",
     "AutoTokenizer": ["tokenization_pyramidion.PyramidionTokenizer", None],
 }
+# pipeline("summarization", model=OUT_DIR, trust_remote_code=True) loads this class from OUT_DIR:
+# transformers 5 has no summarization pipeline of its own ("pt": names of transformers' classes)
+CUSTOM_PIPELINES = {
+    "summarization": {"impl": "pipeline_pyramidion.PyramidionSummarizationPipeline",
+                      "pt": ["AutoModelForSeq2SeqLM"], "type": "text"},
+}
+
+
+def mark_remote_code(config) -> None:
+    """Name the copied code in ``config`` (saved with it): the Auto classes' (``auto_map``) and the
+    summarization pipeline's (``custom_pipelines``); copies, so that no config shares them."""
+    config.auto_map = json.loads(json.dumps(AUTO_MAP))
+    config.custom_pipelines = json.loads(json.dumps(CUSTOM_PIPELINES))
 
 
 # ---------------------------------------------------------------------------------- the code
@@ -244,5 +260,6 @@ def write_json(path: str, value) -> None:
         out.write("\n")
 
 
-__all__ = ["AUTO_MAP", "ExportError", "GENERATION_DEFAULTS", "code_files", "flat_name",
-           "generation_config", "map_state_dict", "rewrite_imports", "write_code", "write_json"]
+__all__ = ["AUTO_MAP", "CUSTOM_PIPELINES", "ExportError", "GENERATION_DEFAULTS", "code_files",
+           "flat_name", "generation_config", "map_state_dict", "mark_remote_code",
+           "rewrite_imports", "write_code", "write_json"]

@@ -61,10 +61,14 @@ def test_export_folder(exported):
     assert config["model_type"] == "pyramidion"
     assert config["auto_map"]["AutoModelForSeq2SeqLM"] == \
         "modeling_pyramidion.PyramidionForConditionalGeneration"
+    assert config["custom_pipelines"]["summarization"] == {
+        "impl": "pipeline_pyramidion.PyramidionSummarizationPipeline",
+        "pt": ["AutoModelForSeq2SeqLM"], "type": "text"}
     assert config["enc_layers_and_token_width"] == "{0: 48, 1: 16}"
     assert config["arch"] == "pyramidion_tiny" and config["max_source_positions"] == 512
     for name in ("model.safetensors", "generation_config.json", "spm.model", "fairseq_dict.json",
-                 "tokenizer_config.json", "modeling_pyramidion.py", "pyramidion_topk.py",
+                 "tokenizer_config.json", "modeling_pyramidion.py", "pipeline_pyramidion.py",
+                 "pyramidion_topk.py",
                  "pyramidion_modules_pyramid.py", "export.json"):
         assert (exported / name).is_file(), name
     # the copied code imports nothing of the package but relative files, except inside a try

@@ -34,6 +34,8 @@ def test_finetune_then_summarize_with_transformers_alone(tmp_path):
     assert "dev-0 loss" in proc.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "pyramidion" and "auto_map" in config
+    assert "summarization" in config["custom_pipelines"]
+    assert (out / "pipeline_pyramidion.py").is_file()
     assert json.loads((out / "generation_config.json").read_text())["num_beams"] == 4
 
     summarize = subprocess.run(
