@@ -1,6 +1,6 @@
 """Data side of deep_pyramidion: raw papers -> text splits -> binarized fairseq data.
 
-Nothing here imports fairseq or torch: :mod:`deep_pyramidion.data.binarize` runs
+Nothing here imports fairseq or torch: :mod:`deep_pyramidion.data.fairseq_binary` runs
 ``fairseq-preprocess`` in a subprocess and reads the binarized counts from the index headers.
 Scoring the summaries is :mod:`deep_pyramidion.eval`.
 
@@ -15,8 +15,12 @@ Modules:
     splits        the split writer shared by the prepare steps, skip accounting, record shapes
     aclsum        the ACLSum papers shipped by the ``aclsum`` package
     arxiv_pubmed  the arXiv / PubMed release of Cohan et al. (2018)
-    binarize      sentencepiece + fairseq-preprocess, dictionary / model consistency check
+    binarize      the preprocessing pipeline: text splits -> tokens -> binarized data, given a tokenizer
+    tokenizers    the tokenizers it takes (sentencepiece, a pretrained BART's byte-level BPE) and
+                  the sentencepiece model / dictionary consistency check
     gpt2_bpe      GPT-2's byte-level BPE (a pretrained BART's vocabulary and merges)
+    fairseq_dictionary  fairseq dictionary files: the one reader, the writer with padding
+    fairseq_binary      fairseq-preprocess as a subprocess, the ``.idx`` header reader
     cli           the command lines of the prepare and preprocess scripts
 
 Reading the inputs, writing the outputs and the command-line harness are the floor's
