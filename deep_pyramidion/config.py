@@ -40,6 +40,8 @@ LEGACY_SPARSE_ATTN = {
 }
 # poolers whose parameters learn (the reconstruction loss of a compressed memory needs one)
 TRAINABLE_POOLINGS = ("conv", "dilated-conv", "seqpool", "topk", "hard-topk")
+# poolers that rank tokens with a learned scorer (what --selection-loss teaches)
+SCORER_POOLINGS = ("topk", "hard-topk")
 # poolers that rank tokens by the attention the layer before them gave out
 USAGE_POOLINGS = ("most-used",)
 
@@ -120,6 +122,11 @@ class PyramidionConfig:
         "~ N(0, (G / sqrt(D))^2) and bias 0, so the logits spread by about G over unit-variance "
         "states (0: zero weights, every score 0.5 at the start); default: nn.Linear's own "
         "initialisation", metavar="G", type=float)
+    selection_loss: int = _option(
+        0, "--selection-loss", "1: in training, teach every token scorer (topk, hard-topk) which "
+        "input tokens the target uses: binary cross-entropy of each scorer's logit against 'this "
+        "token's id occurs in the target' (modules/poolers/selection.py); add it to the loss "
+        "with --criterion label_smoothed_cross_entropy_with_selection", choices=(0, 1), type=int)
     topk_impl: str = _option("auto", "--topk-impl", "top-k kernel: auto (triton on CUDA, torch "
                              "elsewhere; env DEEP_PYRAMIDION_TOPK_IMPL overrides), reference, "
                              "torch, triton", choices=TOPK_IMPLS)
@@ -257,7 +264,8 @@ class PyramidionConfig:
             raise ConfigError(str(err)) from None
         for flag, value in (("--sort-back", self.sort_back), ("--flip-right", self.flip_right),
                             ("--topk-straight-through", self.topk_straight_through),
-                            ("--topk-normalize-scores", self.topk_normalize_scores)):
+                            ("--topk-normalize-scores", self.topk_normalize_scores),
+                            ("--selection-loss", self.selection_loss)):
             if value not in (0, 1) or isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{flag} must be 0 or 1, got {value!r}")
         if self.encoder_pooling_arch not in SCORER_ARCHS:
@@ -295,6 +303,9 @@ class PyramidionConfig:
             raise ConfigError(f"--encoder-pooling {self.pooling} ranks tokens by the attention of "
                              f"the layer before it, which --encoder-layerdrop "
                              f"{self.encoder_layerdrop} may skip; use --encoder-layerdrop 0")
+        if self.selection_loss and self.pooling not in SCORER_POOLINGS:
+            raise ConfigError(f"--selection-loss 1 teaches a token scorer, and --encoder-pooling "
+                             f"{self.pooling} has none: use one of {list(SCORER_POOLINGS)}")
         self.schedule  # noqa: B018  (parsing is the check)
 
 

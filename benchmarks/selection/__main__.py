@@ -49,6 +49,11 @@ OPTIONS["topk-warmup"] = ["--encoder-pooling", "topk", "--topk-base-warmup", "50
 OPTIONS["topk-st-warmup"] = OPTIONS["topk-st"] + ["--topk-base-warmup", "500"]
 OPTIONS["topk-normalized-warmup"] = OPTIONS["topk-normalized"] + ["--topk-base-warmup", "500"]
 OPTIONS["topk-gain0"] = ["--encoder-pooling", "topk", "--topk-scorer-gain", "0"]
+# the scorers also learn from the target which tokens it uses (modules/poolers/selection.py)
+SELECTION = ["--selection-loss", "1", "--criterion", "label_smoothed_cross_entropy_with_selection"]
+OPTIONS["topk-selection"] = ["--encoder-pooling", "topk"] + SELECTION
+OPTIONS["hard-topk-selection"] = ["--encoder-pooling", "hard-topk"] + SELECTION
+OPTIONS["topk-st-selection"] = OPTIONS["topk-st"] + SELECTION
 
 SETTINGS = {
     # every option, 3 seeds, one length and compression: ~30 minutes on 2 cores

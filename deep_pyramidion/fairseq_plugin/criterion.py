@@ -1,19 +1,25 @@
-"""Label-smoothed cross-entropy + the Compressive Transformer's attention-reconstruction loss.
+"""Label-smoothed cross-entropy + an auxiliary loss the model computes in training.
 
     fairseq-train ... --encoder-attention blockwise-memory --memory-compression conv \
         --criterion label_smoothed_cross_entropy_with_reconstruction --reconstruction-weight 1.0
+    fairseq-train ... --encoder-pooling topk --selection-loss 1 \
+        --criterion label_smoothed_cross_entropy_with_selection --selection-weight 1.0
 
-The model computes the reconstruction loss in training whenever ``--memory-compression`` names a
+reconstruction: the model computes it in training whenever ``--memory-compression`` names a
 pooler with parameters (conv, dilated-conv, seqpool, topk, hard-topk): for each compressed chunk,
 the mean squared difference between the layer's attention over the chunk and over its compression,
 with the attention's weights frozen, so the loss trains only the compression network
 (modules/memory.py, BlockwiseMemoryAttention). It arrives in the decoder's extra output as
 ``reconstruction_loss`` (a per-element mean, summed over layers).
 
+selection: with ``--selection-loss 1`` the model computes, in training, the binary cross-entropy
+of every token scorer against which source tokens the target uses (modules/poolers/selection.py),
+as ``selection_loss`` (a per-token mean, summed over poolers).
+
 Scale: fairseq sums the token loss over the batch and divides the gradient by the sample size, so
-the term added here is ``weight * reconstruction * sample_size``: after that division it weighs
-``weight`` against the per-token cross-entropy. The logged ``loss`` includes it; the logged
-``reconstruction_loss`` is the unweighted mean.
+the term added here is ``weight * term * sample_size``: after that division it weighs ``weight``
+against the per-token cross-entropy. The logged ``loss`` includes it; the logged term is the
+unweighted mean.
 """
 import math
 from dataclasses import dataclass, field
@@ -26,10 +32,11 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 from fairseq.logging import metrics
 
-from deep_pyramidion.config import TRAINABLE_POOLINGS
+from deep_pyramidion.config import SCORER_POOLINGS, TRAINABLE_POOLINGS
 from deep_pyramidion.errors import ConfigError
 
 NAME = "label_smoothed_cross_entropy_with_reconstruction"
+SELECTION_NAME = "label_smoothed_cross_entropy_with_selection"
 
 
 @dataclass
@@ -41,15 +48,20 @@ class ReconstructionCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
     )
 
 
-@register_criterion(NAME, dataclass=ReconstructionCriterionConfig)
-class LabelSmoothedCrossEntropyWithReconstruction(LabelSmoothedCrossEntropyCriterion):
-    def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0,
-                 report_accuracy=False, reconstruction_weight=1.0):
+class _WithAuxiliaryLoss(LabelSmoothedCrossEntropyCriterion):
+    """Label-smoothed cross-entropy + ``weight`` x the model's ``TERM`` (in its extra output),
+    which must be there in training: a criterion chosen for a term the model never computes
+    would otherwise train without it, silently."""
+
+    TERM = ""
+    MISSING = ""
+
+    def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy,
+                 weight, flag):
         super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy)
-        if not (math.isfinite(reconstruction_weight) and reconstruction_weight >= 0):
-            raise ConfigError(f"--reconstruction-weight must be a finite number >= 0, got "
-                              f"{reconstruction_weight}")
-        self.reconstruction_weight = reconstruction_weight
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ConfigError(f"{flag} must be a finite number >= 0, got {weight}")
+        self.weight = weight
 
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
@@ -63,17 +75,14 @@ class LabelSmoothedCrossEntropyWithReconstruction(LabelSmoothedCrossEntropyCrite
             "sample_size": sample_size,
         }
         extra = net_output[1] if isinstance(net_output[1], dict) else {}
-        terms = extra.get("reconstruction_loss")
+        terms = extra.get(self.TERM)
         if terms:
-            reconstruction = terms[0]
-            loss = loss + self.reconstruction_weight * reconstruction * sample_size
+            term = terms[0]
+            loss = loss + self.weight * term * sample_size
             logging_output["loss"] = loss.data
-            logging_output["reconstruction_loss"] = reconstruction.data
+            logging_output[self.TERM] = term.data
         elif model.training:
-            raise ConfigError(
-                f"--criterion {NAME} needs a model that computes the reconstruction loss: "
-                "--encoder-attention blockwise-memory with a trainable --memory-compression "
-                f"({', '.join(TRAINABLE_POOLINGS)})")
+            raise ConfigError(self.MISSING)
         if self.report_accuracy:
             n_correct, total = self.compute_accuracy(model, net_output, sample)
             logging_output["n_correct"] = utils.item(n_correct.data)
@@ -83,8 +92,40 @@ class LabelSmoothedCrossEntropyWithReconstruction(LabelSmoothedCrossEntropyCrite
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
         super().reduce_metrics(logging_outputs)
-        values = [log["reconstruction_loss"] for log in logging_outputs
-                  if "reconstruction_loss" in log]
+        values = [log[cls.TERM] for log in logging_outputs if cls.TERM in log]
         if values:
-            metrics.log_scalar("reconstruction_loss", float(sum(values)) / len(values),
-                               len(values), round=4)
+            metrics.log_scalar(cls.TERM, float(sum(values)) / len(values), len(values), round=4)
+
+
+@register_criterion(NAME, dataclass=ReconstructionCriterionConfig)
+class LabelSmoothedCrossEntropyWithReconstruction(_WithAuxiliaryLoss):
+    TERM = "reconstruction_loss"
+    MISSING = (f"--criterion {NAME} needs a model that computes the reconstruction loss: "
+               "--encoder-attention blockwise-memory with a trainable --memory-compression "
+               f"({', '.join(TRAINABLE_POOLINGS)})")
+
+    def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0,
+                 report_accuracy=False, reconstruction_weight=1.0):
+        super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy,
+                         reconstruction_weight, "--reconstruction-weight")
+        self.reconstruction_weight = reconstruction_weight
+
+
+@dataclass
+class SelectionCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
+    selection_weight: float = field(
+        default=1.0,
+        metadata={"help": "weight of the token scorers' selection loss (--selection-loss 1)"},
+    )
+
+
+@register_criterion(SELECTION_NAME, dataclass=SelectionCriterionConfig)
+class LabelSmoothedCrossEntropyWithSelection(_WithAuxiliaryLoss):
+    TERM = "selection_loss"
+    MISSING = (f"--criterion {SELECTION_NAME} needs a model that computes the selection loss: "
+               f"--selection-loss 1 with --encoder-pooling {' or '.join(SCORER_POOLINGS)}")
+
+    def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0,
+                 report_accuracy=False, selection_weight=1.0):
+        super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy,
+                         selection_weight, "--selection-weight")

@@ -32,6 +32,7 @@ from deep_pyramidion.config import PyramidionConfig
 from deep_pyramidion.fairseq_plugin.checkpoint_safety import CheckpointError
 from deep_pyramidion.fairseq_plugin.encoder_layer import BatchFirstLayer, PyramidionEncoderLayer
 from deep_pyramidion.modules import build_attention_pattern, build_pooler, run_pyramid
+from deep_pyramidion.modules.poolers.selection import selection_labels, selection_loss
 
 logger = logging.getLogger(__name__)
 
@@ -80,18 +81,37 @@ class PyramidionModel(TransformerModel):
     def forward(self, src_tokens, src_lengths, prev_output_tokens, return_all_hiddens: bool = True,
                 features_only: bool = False, alignment_layer: Optional[int] = None,
                 alignment_heads: Optional[int] = None):
-        """fairseq's forward, plus the encoder's auxiliary loss in the decoder's extra output, where
-        criteria look for such terms (label_smoothed_cross_entropy_with_reconstruction does)."""
+        """fairseq's forward, plus the encoder's auxiliary losses in the decoder's extra output,
+        where criteria look for such terms (criterion.py). With --selection-loss 1, in training,
+        the target (here as the decoder's input, prev_output_tokens) says which source tokens
+        the scorers should rank high."""
+        labels = None
+        if self.training and self.encoder.selection_loss:
+            labels = self.selection_labels(src_tokens, prev_output_tokens)
         encoder_out = self.encoder(src_tokens, src_lengths=src_lengths,
-                                   return_all_hiddens=return_all_hiddens)
+                                   return_all_hiddens=return_all_hiddens, selection_labels=labels)
         decoder_out = self.decoder(
             prev_output_tokens, encoder_out=encoder_out, features_only=features_only,
             alignment_layer=alignment_layer, alignment_heads=alignment_heads,
             src_lengths=src_lengths, return_all_hiddens=return_all_hiddens,
         )
-        if "reconstruction_loss" in encoder_out:
-            decoder_out[1]["reconstruction_loss"] = encoder_out["reconstruction_loss"]
+        for name in ("reconstruction_loss", "selection_loss"):
+            if name in encoder_out:
+                decoder_out[1][name] = encoder_out[name]
         return decoder_out
+
+    def selection_labels(self, src_tokens: Tensor, prev_output_tokens: Tensor) -> Tensor:
+        """(B, T) float: 1 where a source token's word occurs in the document's target. Target
+        ids are mapped to source ids first, so separate dictionaries compare words, not ids."""
+        src_dict, tgt_dict = self.encoder.dictionary, self.decoder.dictionary
+        target = prev_output_tokens
+        if src_dict.symbols != tgt_dict.symbols:
+            if getattr(self, "_target_to_source", None) is None:
+                self._target_to_source = torch.tensor(
+                    [src_dict.index(word) for word in tgt_dict.symbols], dtype=torch.long)
+            target = self._target_to_source.to(target.device)[target]
+        specials = {src_dict.pad(), src_dict.eos(), src_dict.bos(), src_dict.unk()}
+        return selection_labels(src_tokens, target, specials)
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
         """fairseq's, with a dictionary that does not fit the checkpoint's embeddings named as
@@ -137,6 +157,7 @@ class PyramidionEncoder(TransformerEncoder):
         self.poolers = nn.ModuleDict(
             {str(layer): build_pooler(config.pooling, embed_dim, width, config)
              for layer, width in config.schedule.items()})
+        self.selection_loss = bool(config.selection_loss)
 
     def build_encoder_layer(self, cfg):
         """fairseq's hook, with fairseq's activation checkpointing and FSDP wrapping; the layer is
@@ -162,14 +183,24 @@ class PyramidionEncoder(TransformerEncoder):
                            layerdrop=self.encoder_layerdrop, training=self.training,
                            keep_states=keep_states, record_pooling=record_pooling)
 
+    def forward(self, src_tokens, src_lengths: Optional[Tensor] = None,
+                return_all_hiddens: bool = False, token_embeddings: Optional[Tensor] = None,
+                selection_labels: Optional[Tensor] = None):
+        """fairseq's, plus ``selection_labels`` (B, T): with them the output also holds the
+        scorers' selection loss (modules/poolers/selection.py)."""
+        return self.forward_scriptable(src_tokens, src_lengths, return_all_hiddens,
+                                       token_embeddings, selection_labels)
+
     def forward_scriptable(
         self,
         src_tokens,
         src_lengths: Optional[Tensor] = None,
         return_all_hiddens: bool = False,
         token_embeddings: Optional[Tensor] = None,
+        selection_labels: Optional[Tensor] = None,
     ):
-        out = self.pyramid(src_tokens, token_embeddings, keep_states=return_all_hiddens)
+        out = self.pyramid(src_tokens, token_embeddings, keep_states=return_all_hiddens,
+                           record_pooling=selection_labels is not None)
         x, padding_mask = out.x, out.padding_mask                          # (B, k, C), (B, k)
         if self.layer_norm is not None:
             x = self.layer_norm(x)
@@ -179,6 +210,9 @@ class PyramidionEncoder(TransformerEncoder):
         if out.reconstruction_loss is not None:
             # blockwise-memory with a trainable --memory-compression, in training only
             extra["reconstruction_loss"] = [out.reconstruction_loss]
+        if selection_labels is not None:
+            # --selection-loss 1, in training only
+            extra["selection_loss"] = [selection_loss(out.pooled, self.poolers, selection_labels)]
         return {
             **extra,
             "encoder_out": [x],                         # k x B x C

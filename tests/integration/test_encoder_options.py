@@ -15,6 +15,7 @@ from tests.support.models import build_model, decoder_batch, left_padded_batch
 from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
 
 from deep_pyramidion.fairseq_plugin.criterion import NAME as RECONSTRUCTION
+from deep_pyramidion.fairseq_plugin.criterion import SELECTION_NAME as SELECTION
 
 NEW_POOLING = ["hard-topk", "avg", "max", "conv", "dilated-conv", "most-used", "seqpool"]
 NEW_ATTENTION = ["strided", "fixed", "blockwise-memory"]
@@ -136,6 +137,50 @@ def test_reconstruction_criterion_adds_the_weighted_term(options_corpus):
     assert weighted == pytest.approx(plain + 2 * rec * size, rel=1e-5)
 
 
+def test_selection_criterion_adds_the_weighted_term_in_training_only(options_corpus):
+    losses = {}
+    for weight in ("0", "2"):
+        model, task, args = build_model(options_corpus, "--encoder-pooling", "topk",
+                                        "--selection-loss", "1", "--criterion", SELECTION,
+                                        "--selection-weight", weight)
+        criterion = task.build_criterion(args)
+        sample = criterion_sample(task)
+        model.train()
+        loss, sample_size, log = criterion(model, sample)
+        losses[weight] = (loss.item(), log["selection_loss"].item(), sample_size)
+        model.eval()
+        assert "selection_loss" not in model(**sample["net_input"])[1]
+        _, _, eval_log = criterion(model, sample)    # validation: the term is training's only
+        assert "selection_loss" not in eval_log
+    (plain, term, size), (weighted, term2, _) = losses["0"], losses["2"]
+    assert term == pytest.approx(term2) and term > 0
+    assert weighted == pytest.approx(plain + 2 * term * size, rel=1e-5)
+
+
+def test_selection_criterion_refuses_a_model_without_the_selection_loss(options_corpus):
+    model, task, args = build_model(options_corpus, "--encoder-pooling", "topk",
+                                    "--criterion", SELECTION)
+    criterion = task.build_criterion(args)
+    model.train()
+    with pytest.raises(ValueError, match="--selection-loss 1"):
+        criterion(model, criterion_sample(task))
+
+
+def test_selection_labels_compare_words_across_separate_dictionaries(options_corpus):
+    model, task, _ = build_model(options_corpus, "--encoder-pooling", "topk", "--selection-loss", "1")
+    src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+    word = src_dict[src_dict.nspecial + 3]
+    src = torch.tensor([[src_dict.index(word), src_dict.eos()]])
+    tgt = torch.tensor([[tgt_dict.eos(), tgt_dict.index(word)]])
+    assert model.selection_labels(src, tgt).tolist() == [[1.0, 0.0]]
+    # the same word under another id in the target's dictionary still matches
+    tgt_dict.symbols = list(reversed(tgt_dict.symbols))
+    tgt_dict.indices = {w: i for i, w in enumerate(tgt_dict.symbols)}
+    model._target_to_source = None
+    tgt = torch.tensor([[tgt_dict.index(word)]])
+    assert model.selection_labels(src, tgt).tolist() == [[1.0, 0.0]]
+
+
 # ---------------------------------------------------------------------------------------------
 # fairseq-train + fairseq-generate, two updates each. Each run pairs a pooling option with an
 # attention option so that every new value of both flags runs end to end within the time budget.
@@ -148,6 +193,8 @@ CLI_RUNS = {
         "--encoder-pooling", "conv", "--encoder-attention", "blockwise-memory",
         "--memory-compression", "conv", "--criterion", RECONSTRUCTION],
     "dilated-conv+full": ["--encoder-pooling", "dilated-conv", "--encoder-attention", "full"],
+    "topk+selection-loss": ["--encoder-pooling", "topk", "--selection-loss", "1",
+                            "--criterion", SELECTION],
     "most-used+most-used-memory": [
         "--encoder-pooling", "most-used", "--encoder-attention", "blockwise-memory",
         "--memory-compression", "most-used"],
