@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Optional, Tuple
 
-from deep_pyramidion.errors import ConfigError
+from deep_pyramidion.plumbing.errors import ConfigError
 from deep_pyramidion.limits import check_max_source_positions
 from deep_pyramidion.schedule import FLAG as SCHEDULE_FLAG
 from deep_pyramidion.schedule import inactive_pooling_layers, parse_pooling_schedule

@@ -8,7 +8,7 @@ import ast
 import logging
 from typing import Dict, Optional
 
-from deep_pyramidion.errors import ConfigError
+from deep_pyramidion.plumbing.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -40,10 +40,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from deep_pyramidion.plumbing.errors import DataError
+from deep_pyramidion.plumbing.files import StagedDir, check_not_overlapping, owned_by
+from deep_pyramidion.plumbing.lines import iter_lines
+
 from .fairseq_binary import binarized_length, binary_files, fairseq_names, run_fairseq_preprocess
 from .fairseq_dictionary import FAIRSEQ_SPECIALS, read_dictionary, read_dictionary_symbols
-from .io import DataError, iter_lines
-from .output import StagedDir, check_not_overlapping, owned_by
 from .sentences import MARKER
 from .tokenizers import (
     PRETRAINED_FILES,

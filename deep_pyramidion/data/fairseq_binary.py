@@ -24,7 +24,7 @@ import subprocess
 import sys
 from typing import Dict, List, Sequence
 
-from .io import DataError
+from deep_pyramidion.plumbing.errors import DataError
 
 # the log lines of preprocessing keep the logger name they were written under before this module
 # was split from binarize.py, so the command prints what it always printed

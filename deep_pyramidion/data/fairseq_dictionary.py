@@ -15,7 +15,8 @@ import re
 from collections import Counter
 from typing import List, Sequence
 
-from .io import DataError, iter_lines
+from deep_pyramidion.plumbing.errors import DataError
+from deep_pyramidion.plumbing.lines import iter_lines
 
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 _MADEUP = re.compile(r"^madeupword\d+$")

@@ -23,8 +23,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from deep_pyramidion.plumbing.errors import DataError
+from deep_pyramidion.plumbing.lines import iter_lines
+
 from .fairseq_dictionary import FAIRSEQ_SPECIALS, read_dictionary, read_dictionary_symbols, write_dictionary
-from .io import DataError, iter_lines
 from .sentences import MARKER, split_marked
 
 # the log lines of preprocessing keep the logger name they were written under before this module

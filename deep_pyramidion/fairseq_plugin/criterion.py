@@ -33,7 +33,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 from fairseq.logging import metrics
 
 from deep_pyramidion.config import SCORER_POOLINGS, TRAINABLE_POOLINGS
-from deep_pyramidion.errors import ConfigError
+from deep_pyramidion.plumbing.errors import ConfigError
 
 NAME = "label_smoothed_cross_entropy_with_reconstruction"
 SELECTION_NAME = "label_smoothed_cross_entropy_with_selection"
