@@ -111,3 +111,22 @@ def test_selection_benchmark_small(tmp_path):
     assert (out / "quality.png").stat().st_size > 0
     again = run_module("benchmarks.selection", *flags, timeout=300)
     assert "0 runs to do (2 done before)" in again.stderr
+
+
+def test_hf_generate_quick(tmp_path):
+    """benchmarks/hf_generate.py: the export, fairseq and LED decode the same number of steps, the
+    export gives fairseq's tokens, and --profile writes one cProfile file per path."""
+    out = tmp_path / "hf.json"
+    common = ["--family", "quick", "--length", "256", "--beam", "2", "--out-len", "4",
+              "--threads", "1"]
+    run_module("benchmarks.hf_generate", *common, "--repeat", "1", "--json", str(out),
+               timeout=300)
+    data = json.loads(out.read_text())
+    assert data["decoder_steps"] == {"fairseq": 5, "hf": 5, "led": 5}
+    assert data["same_tokens"] is True
+    assert set(data["min_seconds"]) == {"fairseq", "hf", "led"}
+    assert data["hf_over_fairseq"] > 0 and data["led_over_hf"] > 0
+    proc = run_module("benchmarks.hf_generate", *common, "--no-led", "--profile",
+                      str(tmp_path / "prof"), timeout=300)
+    assert sorted(p.name for p in (tmp_path / "prof").iterdir()) == ["fairseq.prof", "hf.prof"]
+    assert "by own time" in proc.stderr
