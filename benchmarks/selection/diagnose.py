@@ -41,6 +41,8 @@ VARIANTS: Dict[str, List[str]] = {
     "st": ["--topk-straight-through", "1"],
     "normalized": ["--topk-normalize-scores", "1"],
     "st-normalized": ["--topk-straight-through", "1", "--topk-normalize-scores", "1"],
+    "warmup": ["--topk-base-warmup", "200"],
+    "selection": ["--selection-loss", "1"],
     "avg": ["--encoder-pooling", "avg"],
     "none": ["--encoder-pooling", "none", "--enc-layers-and-token-width", "{}"],
 }
@@ -168,13 +170,17 @@ def train_variant(name, flags, spec: TaskSpec, docs, test_docs, dict_dir, args) 
         batch = rng.sample(docs, args.batch)
         src, prev, target, needed = encode(dictionary, batch, spec.task)
         lengths = torch.full((src.size(0),), src.size(1))
-        logits, _ = model(src, lengths, prev)
+        logits, extra = model(src, lengths, prev)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), target.view(-1),
                                ignore_index=dictionary.pad())
+        selection = extra.get("selection_loss")        # --selection-loss 1: weight 1, as the
+        total = loss + selection[0] if selection else loss   # benchmark's criterion adds it
         optimizer.zero_grad()
-        loss.backward()
+        total.backward()
         if update % args.every == 0 or update == 1:
             row = {"update": update, "loss": round(loss.item(), 4)}
+            if selection:
+                row["selection_loss"] = round(selection[0].item(), 4)
             for key, pooler in model.encoder.poolers.items():
                 scorer = getattr(pooler, "scorer", None)
                 if scorer is not None:
