@@ -3,14 +3,13 @@ own training command line (tests/seed_commands.txt), shared by tests/integration
 (test_seed_commands, test_hub, test_highlight, test_keep_last_batch) and tests/e2e/test_demo.
 Helpers live in tests/support/ (imported as ``tests.support.*``), not here."""
 import os
-import random
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.support.corpus import binarize, write_split
-from tests.support.fairseq_runs import LONG_DOC_TOKENS, SMALL_MODEL, SPLIT_SIZES, run, seed_command
+from tests.support.corpus import spm_model, summaries_corpus
+from tests.support.fairseq_runs import SMALL_MODEL, seed_command
+from tests.support.processes import run
 
 # The shell scripts the tests run (scripts/recipe.sh) take python and fairseq from this venv, the
 # one running the tests, not from .venv (make test-newest runs them with .venv-newest)
@@ -32,41 +31,15 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.path not in slow_files)  # stable: the rest keep their order
 
 
-def _summaries_corpus(root: Path, seed=0):
-    """Documents of 100-1200 random words (so chunking and the 512-wide pooler both engage);
-    the 'summary' is the first 10 words."""
-    rng = random.Random(seed)
-    raw = root / "raw"
-    raw.mkdir(parents=True)
-    for split, size in SPLIT_SIZES.items():
-        pairs = []
-        for i in range(size):
-            n = LONG_DOC_TOKENS if (split == "test-A" and i == 0) else rng.randint(100, 1200)
-            words = [f"w{rng.randrange(300)}" for _ in range(n)]
-            pairs.append((words, words[:10]))
-        write_split(raw, split, pairs)
-    tests = [s for s in SPLIT_SIZES if s.startswith("test")]
-    return raw, binarize(raw, root / "bin", test_splits=tests)
-
-
-def _spm_model(raw: Path, out: Path) -> Path:
-    import sentencepiece as spm
-
-    spm.SentencePieceTrainer.train(
-        input=str(raw / "train.src"), model_prefix=str(out / "spm"), vocab_size=200,
-        hard_vocab_limit=False, minloglevel=2)
-    return out / "spm.model"
-
-
 @pytest.fixture(scope="session")
 def seed_run(tmp_path_factory):
     """The seed's training command, small sizes, 2 updates; returns paths and the log."""
     root = tmp_path_factory.mktemp("seed")
-    raw, data = _summaries_corpus(root)
-    spm_model = _spm_model(raw, root)
+    raw, data = summaries_corpus(root)
+    spm = spm_model(raw, root)
     work = root / "work"
     work.mkdir()
     argv = seed_command("train", data) + SMALL_MODEL + ["--max-update", "2"]
     log = run(argv, cwd=work)
-    return {"root": root, "raw": raw, "data": data, "spm": spm_model, "work": work,
+    return {"root": root, "raw": raw, "data": data, "spm": spm, "work": work,
             "ckpt": work / "results" / "checkpoint_last.pt", "train_argv": argv, "train_log": log}

@@ -1,8 +1,24 @@
-"""Session fixtures of the integration tier that several files share: the tiny pretrained BARTs
-(tests/support/bart.py) and their conversions, made once."""
+"""Session fixtures of the integration tier that several files share, each made once: the copy
+task's binarized data at two sizes, the tiny pretrained BARTs (deep_pyramidion/testing/
+tiny_bart.py) and their conversions. Every test only reads them."""
 import pytest
 
 from tests.support.bart import LONG, make_fairseq_bart, make_hf_bart
+from tests.support.corpus import copy_task
+
+
+@pytest.fixture(scope="session")
+def data_bin(tmp_path_factory) -> str:
+    """The copy task at its smallest (16 / 4 / 4 documents): for a model built in-process, or a
+    fairseq-train of an update or two."""
+    return str(copy_task(tmp_path_factory.mktemp("copy-small"), sizes=(16, 4, 4)))
+
+
+@pytest.fixture(scope="session")
+def copy_data(tmp_path_factory):
+    """The copy task with 64 training documents of 40-200 tokens: pooling (64 -> 16 tokens) and
+    chunking (32) both engage; 8 batches of 8 per epoch."""
+    return copy_task(tmp_path_factory.mktemp("copy"), sizes=(64, 8, 6))
 
 
 @pytest.fixture(scope="session")

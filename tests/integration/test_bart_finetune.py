@@ -6,20 +6,15 @@ pyramidion-summarize, all decoding the BPE back to text."""
 import json
 import os
 import re
-import subprocess
 
 import pytest
 
 from deep_pyramidion.data.cli import preprocess_main
 from deep_pyramidion.eval.cli import score_main
 from tests.support.bart import LONG, SIZES, write_splits
+from tests.support.fairseq_logs import losses_by_update
 from tests.support.paths import REPO, USER_DIR, console_script
-
-
-def run(argv, cwd):
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{argv[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc.stdout + proc.stderr
+from tests.support.processes import run, run_process
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +59,7 @@ def test_binarized_with_the_pretrained_models_own_ids(finetuned):
 
 
 def test_finetuning_on_long_inputs_lowers_the_loss(finetuned):
-    by_update = {int(m.group(2)): float(m.group(1)) for m in re.finditer(
-        r"train_inner .*? loss=([\d.]+),.*?num_updates=(\d+)", finetuned["log"])}
+    by_update = losses_by_update(finetuned["log"])
     losses = [by_update[u] for u in sorted(by_update)]
     assert sorted(by_update) == list(range(1, 31))
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5, losses
@@ -98,10 +92,9 @@ def test_generate_score_and_summarize_decode_the_bpe(finetuned):
     docs = (finetuned["text"] / "test-A.src").read_text().splitlines()
     summaries = hub.summarize(docs[:2], beam=2, max_len_b=20, min_len=3)
     assert len(summaries) == 2 and all(isinstance(s, str) for s in summaries)
-    proc = subprocess.run([console_script("pyramidion-summarize"), "--checkpoint", str(ckpt),
-                           "--data", str(data), "--beam", "2", "--max-len-b", "20",
-                           str(finetuned["text"] / "test-A.src")], capture_output=True, text=True,
-                          timeout=600)
+    proc = run_process([console_script("pyramidion-summarize"), "--checkpoint", ckpt,
+                        "--data", data, "--beam", "2", "--max-len-b", "20",
+                        finetuned["text"] / "test-A.src"], timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(proc.stdout.splitlines()) == 5
     assert SIZES["positions"] * 2 < LONG
@@ -119,13 +112,13 @@ def test_recipe_chains_convert_preprocess_finetune_generate_score(bart_sources, 
                GEN_ARGS="--max-len-b 16 --min-len 2 --beam 2")
     argv = ["bash", str(REPO / "scripts" / "bart_recipe.sh"), str(bart_sources["huggingface"]),
             str(text), str(work)]
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    proc = run_process(argv, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rouge = json.loads((work / "rouge.json").read_text())
     assert rouge["n"] == 5 and set(rouge["systems"]) == {"model", "lead"}
     assert json.loads((work / "converted" / "convert.json").read_text())["arch"] == \
         "pyramidion_bart_base"
-    again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    again = run_process(argv, env=env, timeout=900)
     assert again.returncode == 0, again.stderr[-4000:]
     for step in ("convert", "preprocess", "fine-tune"):
         assert re.search(rf"^{step}: .* reusing", again.stderr, re.M), again.stderr[-3000:]

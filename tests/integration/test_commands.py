@@ -10,18 +10,17 @@ import importlib
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from deep_pyramidion.commands import COMMANDS
-from tests.support.fairseq_runs import subprocess_env
 from tests.support.generate_logs import GENERATE_LOG, REFS
 from tests.support.generate_logs import write as write_lines
 from tests.support.paths import REPO, SCRIPTS, VENV_BIN
 from tests.support.prepared import fake_aclsum, paper, record
+from tests.support.processes import run_process, subprocess_env
 
 PREMOVE = REPO / "tests" / "data" / "premove"
 # The rows whose module sits inside fairseq_plugin/ (importing it imports fairseq): their --help
@@ -31,9 +30,8 @@ LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ]|^\d{4}-\d\d-\d\
                       re.M)
 
 
-def run(argv, cwd=REPO, **kwargs):
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=300,
-                          cwd=cwd, env=subprocess_env(OMP_NUM_THREADS="1"), **kwargs)
+def run(argv, cwd=REPO):
+    return run_process(argv, cwd=cwd, env=subprocess_env(OMP_NUM_THREADS="1"))
 
 
 def script(name):

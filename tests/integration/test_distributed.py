@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import deep_pyramidion.fairseq_plugin  # noqa: F401  (torch.load: fairseq's checkpoint classes allowlisted)
-from tests.support.paths import USER_DIR
-from tests.support.corpus import copy_task, fairseq_cli
-from tests.support.fairseq_runs import subprocess_env
+from tests.support.fairseq_logs import train_inner
+from tests.support.paths import USER_DIR, console_script as fairseq_cli
+from tests.support.processes import run, subprocess_env
 
 TIMEOUT = 600
 # one thread per fairseq process: concurrent runs and workers do not oversubscribe the cores
@@ -29,13 +29,6 @@ TRAIN_FLAGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    # 64 documents of 40-200 tokens: pooling (64 -> 16 tokens) and chunking (32) both engage;
-    # 8 batches of 8 per epoch
-    return copy_task(tmp_path_factory.mktemp("dist_copy"), sizes=(64, 8, 6))
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -45,9 +38,7 @@ def free_port() -> int:
 def train_single(data, save_dir, max_update, cwd):
     argv = [fairseq_cli("fairseq-train"), str(data), *TRAIN_FLAGS, "--update-freq", "2",
             "--max-update", str(max_update), "--save-dir", str(save_dir)]
-    proc = subprocess.run(argv, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc.stdout + proc.stderr
+    return run(argv, cwd=cwd, env=ENV, timeout=TIMEOUT)
 
 
 def train_two_workers(data, save_dir, max_update, cwd):
@@ -77,12 +68,9 @@ def train_two_workers(data, save_dir, max_update, cwd):
     return texts[0]
 
 
-def losses_by_update(log):
+def losses_and_batch_sizes(log):
     """{num_updates: (loss, bsz)} from fairseq's train_inner lines."""
-    found = {}
-    for m in re.finditer(r"train_inner .*?loss=([\d.]+).*?bsz=(\d+).*?num_updates=(\d+)", log):
-        found[int(m.group(3))] = (float(m.group(1)), int(m.group(2)))
-    return found
+    return {update: (fields["loss"], fields["bsz"]) for update, fields in train_inner(log).items()}
 
 
 def load_params(path):
@@ -96,18 +84,18 @@ def assert_same_params(a, b, atol=1e-6):
 
 
 @pytest.fixture(scope="module")
-def three_updates(data, tmp_path_factory):
+def three_updates(copy_data, tmp_path_factory):
     """One process (--update-freq 2) and two workers (--update-freq 1), 3 updates each."""
     root = tmp_path_factory.mktemp("dist_runs")
-    single_log = train_single(data, root / "single", 3, root)
-    dist_log = train_two_workers(data, root / "dist", 3, root)
+    single_log = train_single(copy_data, root / "single", 3, root)
+    dist_log = train_two_workers(copy_data, root / "dist", 3, root)
     return root, single_log, dist_log
 
 
 @pytest.mark.slow
 def test_two_workers_match_one_process_with_update_freq_2(three_updates):
     root, single_log, dist_log = three_updates
-    single, dist = losses_by_update(single_log), losses_by_update(dist_log)
+    single, dist = losses_and_batch_sizes(single_log), losses_and_batch_sizes(dist_log)
     assert sorted(dist) == [1, 2, 3]
     # each update consumed both workers' batches of 8 sentences, like update-freq 2 in one process
     assert all(bsz == 16 for _, bsz in dist.values())
@@ -122,17 +110,17 @@ def test_two_workers_match_one_process_with_update_freq_2(three_updates):
 
 
 @pytest.mark.slow
-def test_distributed_resume_matches_single_process_resume(data, three_updates, tmp_path):
+def test_distributed_resume_matches_single_process_resume(copy_data, three_updates, tmp_path):
     """Rank 0 reads checkpoint_last.pt and broadcasts the state to rank 1, which unpickles it with
     torch's safe loader; both continue to update 5 exactly like a resumed single process."""
     root, _, _ = three_updates
     shutil.copytree(root / "single", tmp_path / "single")
     shutil.copytree(root / "dist", tmp_path / "dist")
-    single_log = train_single(data, tmp_path / "single", 5, tmp_path)
-    dist_log = train_two_workers(data, tmp_path / "dist", 5, tmp_path)
+    single_log = train_single(copy_data, tmp_path / "single", 5, tmp_path)
+    dist_log = train_two_workers(copy_data, tmp_path / "dist", 5, tmp_path)
     for log in (single_log, dist_log):
         assert re.search(r"Loaded checkpoint \S+checkpoint_last\.pt \(epoch 1 @ 3 updates\)", log)
-    assert sorted(losses_by_update(dist_log)) == [4, 5]
-    assert losses_by_update(dist_log) == losses_by_update(single_log)
+    assert sorted(losses_and_batch_sizes(dist_log)) == [4, 5]
+    assert losses_and_batch_sizes(dist_log) == losses_and_batch_sizes(single_log)
     assert_same_params(load_params(tmp_path / "single" / "checkpoint_last.pt"),
                        load_params(tmp_path / "dist" / "checkpoint_last.pt"))

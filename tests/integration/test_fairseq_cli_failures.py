@@ -2,19 +2,19 @@
 (patches.py: one_line_errors), never a traceback: a bad model flag, a damaged checkpoint, a
 dictionary that does not fit the checkpoint. A bug keeps its traceback."""
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.paths import USER_DIR, console_script
+from tests.support.processes import run_process
 
 PREMOVE = Path(__file__).resolve().parents[1] / "data" / "premove"
 
 
 def run(argv, cwd):
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300)
+    return run_process(argv, cwd=cwd)
 
 
 def assert_one_line(proc, *needles):
@@ -82,5 +82,5 @@ def test_damaged_checkpoint_through_fairseq_generate(data, tmp_path):
 def test_a_bug_keeps_its_traceback(tmp_path):
     code = ("import fairseq, deep_pyramidion.fairseq_plugin\n"
             "raise KeyError('not an expected failure')\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = run_process([sys.executable, "-c", code])
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "KeyError" in proc.stderr

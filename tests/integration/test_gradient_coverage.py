@@ -6,13 +6,7 @@ import torch
 
 from deep_pyramidion.config import ENCODER_ATTENTIONS
 from deep_pyramidion.modules.poolers import POOLERS
-from tests.support.corpus import copy_task
 from tests.support.models import build_model, decoder_batch, right_padded_batch
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return copy_task(tmp_path_factory.mktemp("grad_copy"), sizes=(64, 8, 6))
 
 
 POOLINGS = sorted(POOLERS) + ["none"]
@@ -20,8 +14,8 @@ POOLINGS = sorted(POOLERS) + ["none"]
 
 @pytest.mark.parametrize("attention", ENCODER_ATTENTIONS)
 @pytest.mark.parametrize("pooling", POOLINGS)
-def test_every_parameter_gets_a_gradient(data, pooling, attention):
-    model, task, _ = build_model(data, "--encoder-pooling", pooling, "--encoder-attention", attention)
+def test_every_parameter_gets_a_gradient(copy_data, pooling, attention):
+    model, task, _ = build_model(copy_data, "--encoder-pooling", pooling, "--encoder-attention", attention)
     model.train()
     # 150/100 tokens: both poolers select (64 -> 16); 10/8 tokens: shorter than every width, so
     # nothing is selected and the scorers must still be in the graph

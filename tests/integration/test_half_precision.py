@@ -8,7 +8,6 @@ model. The top-k operator and pooler alone: tests/unit/test_half_precision_topk.
 """
 import math
 import re
-import subprocess
 import sys
 
 import pytest
@@ -16,9 +15,9 @@ import torch
 
 from deep_pyramidion.modules.poolers import POOLERS
 from tests.support.paths import USER_DIR
-from tests.support.corpus import copy_task
-from tests.support.fairseq_runs import subprocess_env
+from tests.support.fairseq_logs import losses_by_update
 from tests.support.models import build_model, decoder_batch, right_padded_batch
+from tests.support.processes import run
 
 HALF = [torch.bfloat16, torch.float16]
 
@@ -26,16 +25,11 @@ HALF = [torch.bfloat16, torch.float16]
 # ---------------------------------------------------------------------------------------------
 # whole models in half precision, every pooling option
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return copy_task(tmp_path_factory.mktemp("prec_copy"), sizes=(64, 8, 6))
-
-
 @pytest.mark.parametrize("pooling", sorted(POOLERS))
-def test_half_precision_model_forward_backward_is_finite(data, pooling):
+def test_half_precision_model_forward_backward_is_finite(copy_data, pooling):
     """What fairseq --bf16 / --fp16 do to the model: cast it, run it. Loss and every gradient finite;
     the encoder's pooled output keeps the model's dtype."""
-    model, task, _ = build_model(data, "--encoder-pooling", pooling)
+    model, task, _ = build_model(copy_data, "--encoder-pooling", pooling)
     lengths = [100, 70, 7]
     tokens, _ = right_padded_batch(task, lengths, seed=3)
     prev, target = decoder_batch(task, 3, 6)
@@ -75,8 +69,8 @@ cli_main()
 
 
 @pytest.mark.slow
-def test_fairseq_train_bf16_on_cpu_has_finite_losses(data, tmp_path):
-    argv = [sys.executable, "-c", BF16_LAUNCHER, str(data), "--user-dir", USER_DIR,
+def test_fairseq_train_bf16_on_cpu_has_finite_losses(copy_data, tmp_path):
+    argv = [sys.executable, "-c", BF16_LAUNCHER, str(copy_data), "--user-dir", USER_DIR,
             "--task", "translation", "--arch", "pyramidion_tiny", "--source-lang", "src",
             "--target-lang", "tgt", "--share-all-embeddings", "--dataset-impl", "mmap",
             "--optimizer", "adam", "--lr", "1e-3", "--max-sentences", "8", "--max-update", "3",
@@ -85,12 +79,9 @@ def test_fairseq_train_bf16_on_cpu_has_finite_losses(data, tmp_path):
             "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
             "--max-source-positions", "256", "--save-dir", str(tmp_path / "ckpt"),
             "--no-epoch-checkpoints"]
-    proc = subprocess.run(argv, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=600)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
+    log = run(argv, cwd=tmp_path, timeout=600)
     assert "MODEL_DTYPES ['torch.bfloat16']" in log
-    losses = {int(u): float(v) for v, u in
-              re.findall(r"train_inner.*? loss=([-\w.]+),.*?num_updates=(\d+)", log)}
+    losses = losses_by_update(log)
     assert sorted(losses) == [1, 2, 3]
     assert all(math.isfinite(v) for v in losses.values()), losses
     valid = re.search(r"valid on 'dev-0' subset \| loss ([-\w.]+)", log)

@@ -6,17 +6,11 @@ import torch
 
 from deep_pyramidion import config
 from deep_pyramidion.modules import ATTENTION_PATTERNS
-from tests.support.corpus import copy_task
 from tests.support.models import build_model, right_padded_batch, training_args
 from fairseq import tasks
 
 # long enough that no test here trips the warning about poolers training never activates
 MAX_POSITIONS = 4096
-
-
-@pytest.fixture(scope="module")
-def data_bin(tmp_path_factory):
-    return str(copy_task(tmp_path_factory.mktemp("copy"), sizes=(16, 4, 4)))
 
 
 def build(data_bin, *flags, max_source_positions=MAX_POSITIONS):

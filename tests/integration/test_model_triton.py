@@ -8,7 +8,6 @@ import os
 import pytest
 import torch
 
-from tests.support.corpus import copy_task
 from tests.support.models import build_model, decoder_batch, left_padded_batch
 
 if torch.cuda.is_available():
@@ -20,11 +19,6 @@ else:
 pytestmark = pytest.mark.skipif(
     DEVICE is None or importlib.util.find_spec("triton") is None,
     reason="needs CUDA (or TRITON_INTERPRET=1) and triton")
-
-
-@pytest.fixture(scope="module")
-def data_bin(tmp_path_factory):
-    return str(copy_task(tmp_path_factory.mktemp("copy"), sizes=(16, 4, 4)))
 
 
 def pair(data_bin, *flags):

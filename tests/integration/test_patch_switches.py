@@ -3,14 +3,13 @@ that patches are off (also pyramidion-summarize, whose logging starts after the 
 and with 'all', where nothing else had configured logging by then), and under torch >= 2.6 a
 switched-off safe_checkpoint_loading, which leaves every fairseq checkpoint unloadable, ends the
 load in one line saying why instead of torch's 35-line traceback."""
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from deep_pyramidion.fairseq_plugin import patches
-from tests.support.fairseq_runs import subprocess_env
 from tests.support.paths import USER_DIR, console_script
+from tests.support.processes import run_process, subprocess_env
 
 PREMOVE = Path(__file__).resolve().parents[1] / "data" / "premove"
 SUMMARIZE = [console_script("pyramidion-summarize"), "--checkpoint", str(PREMOVE / "topk.pt"),
@@ -25,8 +24,7 @@ def run(argv, switched_off, **env):
     environment = subprocess_env()          # (which drops TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD)
     environment.update(env)
     environment[patches.DISABLE_ENV] = switched_off
-    return subprocess.run(argv, input="w1 w2 w3\n", env=environment, capture_output=True,
-                          text=True, timeout=300)
+    return run_process(argv, env=environment, stdin="w1 w2 w3\n")
 
 
 def torch_refuses_fairseq_checkpoints():

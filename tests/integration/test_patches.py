@@ -8,15 +8,13 @@ test_resume.py (safe loading, atomic copies), test_fairseq_cli_failures.py (one-
 """
 import json
 import re
-import subprocess
 import sys
 
 import pytest
 
 from deep_pyramidion.fairseq_plugin import patches
-from tests.support.corpus import copy_task, fairseq_cli
-from tests.support.fairseq_runs import subprocess_env
-from tests.support.paths import USER_DIR
+from tests.support.paths import USER_DIR, console_script
+from tests.support.processes import run, run_process, subprocess_env
 
 NAMES = [p.name for p in patches.PATCHES]
 TARGETS = {p.name: p.target for p in patches.PATCHES}
@@ -87,9 +85,7 @@ def probe(disabled=None):
     env.pop(patches.DISABLE_ENV, None)
     if disabled is not None:
         env[patches.DISABLE_ENV] = disabled
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(TARGETS)], env=env,
-                          capture_output=True, text=True, timeout=300)
-    return proc
+    return run_process([sys.executable, "-c", PROBE, json.dumps(TARGETS)], env=env)
 
 
 def report_of(proc):
@@ -166,22 +162,15 @@ def test_an_unknown_name_changes_nothing_in_process(monkeypatch):
     assert {p.name: p.current() for p in patches.PATCHES} == before
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return copy_task(tmp_path_factory.mktemp("patches_copy"), sizes=(16, 4, 4))
-
-
-def test_fairseq_train_logs_the_patches_once_at_info(data, tmp_path):
+def test_fairseq_train_logs_the_patches_once_at_info(data_bin, tmp_path):
     env = subprocess_env()
     env.pop(patches.DISABLE_ENV, None)
-    argv = [fairseq_cli("fairseq-train"), str(data), "--user-dir", USER_DIR, "--task", "translation",
+    argv = [console_script("fairseq-train"), data_bin, "--user-dir", USER_DIR, "--task", "translation",
             "--arch", "pyramidion_tiny", "--source-lang", "src", "--target-lang", "tgt",
             "--share-all-embeddings", "--optimizer", "adam", "--lr", "1e-3", "--max-update", "1",
             "--batch-size", "8", "--cpu", "--num-workers", "0", "--disable-validation", "--no-save",
             "--log-format", "simple", "--max-source-positions", "256"]
-    proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
+    log = run(argv, cwd=tmp_path, env=env, timeout=600)
     lines = [l for l in log.splitlines() if "deep_pyramidion patches fairseq:" in l]
     assert len(lines) == 1, lines
     # fairseq's log format: time | level | logger | message

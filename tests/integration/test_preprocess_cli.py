@@ -10,12 +10,14 @@ import pytest
 from tests.support.checksums import tree_digest
 from tests.support.paths import REPO, SCRIPTS
 from tests.support.prepared import fake_aclsum, paper
+from tests.support.processes import run_process
 
 SCRIPTS_ = ["prepare_aclsum.py", "prepare_arxiv_pubmed.py", "preprocess.py", "score.py"]
 
 
-def run(argv, **kwargs):
-    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=300, cwd=REPO, **kwargs)
+def run(argv):
+    """A script (or ``-m module``) of the checkout, run with this python."""
+    return run_process([sys.executable, *argv], cwd=REPO)
 
 
 @pytest.mark.parametrize("script", SCRIPTS_ + ["-m deep_pyramidion.eval.generate_output"])

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import deep_pyramidion.fairseq_plugin  # noqa: F401  (torch.load: fairseq's checkpoint classes allowlisted)
-from tests.support.paths import USER_DIR
-from tests.support.corpus import copy_task, fairseq_cli
-from tests.support.fairseq_runs import subprocess_env
+from tests.support.fairseq_logs import losses_by_update
+from tests.support.paths import USER_DIR, console_script as fairseq_cli
+from tests.support.processes import run, run_process, subprocess_env
 
 TIMEOUT = 600
 # one thread per fairseq process: concurrent runs and workers do not oversubscribe the cores
@@ -24,11 +24,6 @@ ENV = subprocess_env(OMP_NUM_THREADS="1")
 TRACEBACK_ENV = dict(ENV, DEEP_PYRAMIDION_NO_PATCHES="one_line_errors")
 UPDATES_PER_EPOCH = 8  # 64 documents, batches of 4, --update-freq 2
 MAX_UPDATE = 10        # the uninterrupted run crosses into epoch 2
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return copy_task(tmp_path_factory.mktemp("resume_copy"), sizes=(64, 8, 6))
 
 
 def train_argv(data, save_dir, *extra):
@@ -44,16 +39,14 @@ def train_argv(data, save_dir, *extra):
             "--max-update", str(MAX_UPDATE), "--save-dir", str(save_dir), *extra]
 
 
-def run(argv, cwd, expect_ok=True):
-    proc = subprocess.run(argv, cwd=cwd, env=ENV if expect_ok else TRACEBACK_ENV, capture_output=True, text=True, timeout=TIMEOUT)
-    if expect_ok:
-        assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+def train(argv, cwd) -> str:
+    """A run that must succeed; its log."""
+    return run(argv, cwd=cwd, env=ENV, timeout=TIMEOUT)
 
 
-def losses_by_update(log):
-    return {int(m.group(2)): float(m.group(1)) for m in
-            re.finditer(r"train_inner .*? loss=([\d.]+),.*?num_updates=(\d+)", log)}
+def fail(argv, cwd):
+    """A run expected to fail, with its traceback kept."""
+    return run_process(argv, cwd=cwd, env=TRACEBACK_ENV, timeout=TIMEOUT)
 
 
 def checkpoint_position(path):
@@ -63,20 +56,19 @@ def checkpoint_position(path):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(data, tmp_path_factory):
+def uninterrupted(copy_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("resume_ref")
-    proc = run(train_argv(data, root / "ckpt"), root)
-    return root, proc.stdout + proc.stderr
+    return root, train(train_argv(copy_data, root / "ckpt"), root)
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_restart_matches_an_uninterrupted_run(data, uninterrupted, tmp_path):
+def test_sigkill_mid_epoch_then_restart_matches_an_uninterrupted_run(copy_data, uninterrupted, tmp_path):
     ref_root, ref_log = uninterrupted
     reference = losses_by_update(ref_log)
     assert sorted(reference) == list(range(1, MAX_UPDATE + 1))
 
     save = tmp_path / "ckpt"
-    argv = train_argv(data, save)
+    argv = train_argv(copy_data, save)
     log = open(tmp_path / "killed.log", "w")
     proc = subprocess.Popen(argv, cwd=tmp_path, env=ENV, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -102,8 +94,7 @@ def test_sigkill_mid_epoch_then_restart_matches_an_uninterrupted_run(data, unint
     assert offset == 2 * updates  # batches consumed: --update-freq 2
     assert "done training" not in killed_log
 
-    resumed = run(argv, tmp_path)  # the very same command
-    resumed_log = resumed.stdout + resumed.stderr
+    resumed_log = train(argv, tmp_path)  # the very same command
     assert re.search(rf"Loaded checkpoint \S*checkpoint_last\.pt \(epoch 1 @ {updates} updates\)",
                      resumed_log), resumed_log[-3000:]
     losses = losses_by_update(resumed_log)
@@ -133,31 +124,30 @@ def _assert_clear(proc, *needles):
     assert "_weights_only_unpickler" not in proc.stderr and "pickle.py" not in proc.stderr
 
 
-def test_truncated_checkpoint_through_fairseq_generate(data, uninterrupted, tmp_path):
+def test_truncated_checkpoint_through_fairseq_generate(copy_data, uninterrupted, tmp_path):
     ref_root, _ = uninterrupted
     good = (ref_root / "ckpt" / "checkpoint_last.pt").read_bytes()
     bad = tmp_path / "model.pt"
     bad.write_bytes(good[: len(good) // 2])
-    proc = run([fairseq_cli("fairseq-generate"), str(data), "--user-dir", USER_DIR,
-                "--task", "translation", "--source-lang", "src", "--target-lang", "tgt",
-                "--path", str(bad), "--gen-subset", "test-A", "--beam", "2", "--max-len-b", "5"],
-               tmp_path, expect_ok=False)
+    proc = fail([fairseq_cli("fairseq-generate"), str(copy_data), "--user-dir", USER_DIR,
+                 "--task", "translation", "--source-lang", "src", "--target-lang", "tgt",
+                 "--path", str(bad), "--gen-subset", "test-A", "--beam", "2", "--max-len-b", "5"],
+                tmp_path)
     _assert_clear(proc, str(bad), "truncated")
 
 
-def test_corrupted_restore_file_through_fairseq_train(data, uninterrupted, tmp_path):
+def test_corrupted_restore_file_through_fairseq_train(copy_data, uninterrupted, tmp_path):
     ref_root, _ = uninterrupted
     good = bytearray((ref_root / "ckpt" / "checkpoint_last.pt").read_bytes())
     good[len(good) // 2] ^= 0xFF  # one byte in the middle: inside some tensor's data
     bad = tmp_path / "flipped.pt"
     bad.write_bytes(bytes(good))
-    proc = run(train_argv(data, tmp_path / "ckpt", "--restore-file", str(bad)), tmp_path,
-               expect_ok=False)
+    proc = fail(train_argv(copy_data, tmp_path / "ckpt", "--restore-file", str(bad)), tmp_path)
     _assert_clear(proc, str(bad), "corrupted")
 
 
 @pytest.mark.slow
-def test_truncated_checkpoint_last_names_the_way_back(data, uninterrupted, tmp_path):
+def test_truncated_checkpoint_last_names_the_way_back(copy_data, uninterrupted, tmp_path):
     """A checkpoint_last.pt cut short (disk full, or a copy killed before copies were atomic) stops
     the restart with a hint naming the newest intact checkpoint; following it resumes training."""
     ref_root, _ = uninterrupted
@@ -166,14 +156,13 @@ def test_truncated_checkpoint_last_names_the_way_back(data, uninterrupted, tmp_p
     shutil.copy(ref_root / "ckpt" / "checkpoint_1_4.pt", save / "checkpoint_1_4.pt")
     good = (ref_root / "ckpt" / "checkpoint_last.pt").read_bytes()
     (save / "checkpoint_last.pt").write_bytes(good[:1000])
-    proc = run(train_argv(data, save), tmp_path, expect_ok=False)
+    proc = fail(train_argv(copy_data, save), tmp_path)
     _assert_clear(proc, "checkpoint_last.pt", "--restore-file")
     hint = re.search(r"--restore-file (\S+)", _last_line(proc)).group(1)
     assert hint.endswith("checkpoint_1_4.pt")
 
-    argv = train_argv(data, save, "--restore-file", hint)
+    argv = train_argv(copy_data, save, "--restore-file", hint)
     argv[argv.index("--max-update") + 1] = "5"
-    log = run(argv, tmp_path)
-    text = log.stdout + log.stderr
+    text = train(argv, tmp_path)
     assert re.search(r"Loaded checkpoint \S*checkpoint_1_4\.pt \(epoch 1 @ 4 updates\)", text)
     assert sorted(losses_by_update(text)) == [5]

@@ -14,13 +14,13 @@ from deep_pyramidion.eval.rouge import MAX_BOOTSTRAP, score_pairs
 from tests.support.checksums import siblings, tree_digest
 from tests.support.generate_logs import GENERATE_LOG, REFS, write
 from tests.support.paths import REPO, SCRIPTS
+from tests.support.processes import run_process
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def run_script(*args, timeout=120, **kwargs):
-    return subprocess.run([sys.executable, str(SCRIPTS / "score.py"), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, **kwargs)
+def run_script(*args):
+    return run_process([sys.executable, SCRIPTS / "score.py", *args], cwd=REPO, timeout=120)
 
 
 def test_score_script_table_and_json(tmp_path, capsys):

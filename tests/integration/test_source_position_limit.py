@@ -2,19 +2,19 @@
 100000000 is a usage error naming the flag and the bound, given before anything is read or
 allocated (the README's promise), in pyramidion-convert, pyramidion-summarize and
 from_pretrained."""
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from deep_pyramidion.limits import MAX_SOURCE_POSITIONS
 from tests.support.paths import console_script
+from tests.support.processes import run_process
 
 PREMOVE = Path(__file__).resolve().parents[1] / "data" / "premove"
 
 
 def run(argv, stdin=""):
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=300)
+    return run_process(argv, stdin=stdin)
 
 
 @pytest.mark.parametrize("value", ["100000000", str(MAX_SOURCE_POSITIONS + 1)])

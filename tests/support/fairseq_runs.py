@@ -1,10 +1,10 @@
-"""The seed's command lines and running fairseq's console scripts from tests."""
-import os
+"""The seed's command lines (tests/seed_commands.txt) and the sizes the tests run them at."""
 import shlex
-import subprocess
 from pathlib import Path
 
 from tests.support.paths import USER_DIR, console_script as fairseq_cli
+# the runner lives in processes.py; imported here too for the files that take it from here
+from tests.support.processes import run, subprocess_env  # noqa: F401
 
 SEED_COMMANDS = Path(__file__).resolve().parents[1] / "seed_commands.txt"
 # sizes only: everything else in the seed's command lines stays as written
@@ -12,7 +12,8 @@ SMALL_MODEL = [
     "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2",
     "--decoder-embed-dim", "32", "--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "2",
 ]
-# split name -> number of documents; test-1 .. test-16 are issue 8's partial-batch sizes
+# split name -> number of documents; test-1 .. test-16 are generated in batches of 8 by
+# test_keep_last_batch.py, so their last batch holds 1, 6, 5 and 8 documents
 SPLIT_SIZES = {"train": 48, "dev-0": 13, "test-A": 6, "test-1": 1, "test-6": 6, "test-13": 13,
                "test-16": 16}
 LONG_DOC_TOKENS = 3000  # test-A holds one document longer than the training --max-source-positions
@@ -37,21 +38,3 @@ def seed_command(section: str, data, ckpt=None, spm_model=None):
             arg = str(spm_model)
         out.append(arg)
     return out
-
-
-def subprocess_env(**extra: str) -> dict:
-    """The environment for a fairseq subprocess: unbuffered output (logs interleave in order) and
-    torch's safe checkpoint loader on, whatever the calling shell set."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-    return env
-
-
-def run(argv, cwd, timeout=900, stdin=None):
-    """Run a command, fail with the tail of its output if it fails; returns stdout + stderr."""
-    proc = subprocess.run(argv, cwd=cwd, env=subprocess_env(), input=stdin, capture_output=True,
-                          text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(f"{argv[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                             f"{proc.stderr[-5000:]}")
-    return proc.stdout + proc.stderr
