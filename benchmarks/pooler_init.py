@@ -5,8 +5,9 @@ Shape legend: n tokens into a pooler, k kept, M = members mixed into one output,
 A converted BART's decoder was pretrained on real token representations; a successive-halving
 top-k output is a weighted mix of M of them, the weights set by the score gaps. This script takes
 a small BART pretrained here (fairseq's denoising task on ACLSum's paper bodies: no pretrained
-weights can be downloaded; tests/support/bart.py makes it the way the tests make theirs), converts
-it to read 4x its pretrained length with each candidate scorer initialisation, and measures:
+weights can be downloaded; deep_pyramidion/testing/tiny_bart.py makes it the way the tests make
+theirs), converts it to read 4x its pretrained length with each candidate scorer initialisation,
+and measures:
 
   first, that the pretrained model did not collapse: per encoder layer, the std of its states over
     positions / over channels (near 0: every position has the same state; the script stops)
@@ -85,7 +86,7 @@ def aclsum_text(work: Path) -> Path:
 
 
 def pretrained_bart(work: Path, sizes: dict, text: Path) -> Path:
-    from tests.support.bart import make_fairseq_bart
+    from deep_pyramidion.testing.tiny_bart import make_fairseq_bart
 
     if (work / "fairseq-bart" / "model.pt").exists():
         return work / "fairseq-bart"

@@ -119,3 +119,15 @@ def test_the_old_import_paths_still_offer_the_floor_s_names():
     assert cli_common.run_cli is cli.run_cli and cli_common.EXIT_MISMATCH == cli.EXIT_MISMATCH == 3
     assert MismatchError is errors.MismatchError
     assert all(getattr(old_errors, name) is getattr(errors, name) for name in old_errors.__all__)
+
+
+def test_nothing_outside_the_tests_imports_them():
+    """The benchmarks, the scripts and the package import nothing from tests/: what a benchmark
+    and a test both need lives in the package (deep_pyramidion/testing/), so a benchmark needs the
+    package only, and a change to a test helper breaks no benchmark."""
+    root = PACKAGE.parent
+    files = sorted(PACKAGE.rglob("*.py")) + sorted((root / "benchmarks").rglob("*.py")) + \
+        sorted((root / "scripts").glob("*.py"))
+    found = [f"{path.relative_to(root)}:{line}: {module}" for path in files
+             for line, module in imported_modules(path) if module.split(".")[0] == "tests"]
+    assert not found, "imports from tests/ outside the tests:\n" + "\n".join(found)
