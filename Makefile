@@ -112,7 +112,7 @@ demo: install
 bench: install
 	$(PY) -m benchmarks.topk
 
-# On a machine with one CUDA GPU: every CUDA check, 480 s (benchmarks/gpu_check.py); it needs no
+# On a machine with one CUDA GPU: every CUDA check, 480 s (scripts/gpu_check.py); it needs no
 # venv there, only gpu_wheels/ from `make gpu-wheels` run where the package registry is reachable.
 OUT ?= gpu-check
 gpu-check:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every CUDA check of the project in one command (benchmarks/gpu_check.py says which):
+# Every CUDA check of the project in one command (scripts/gpu_check.py holds the steps):
 #
 #   scripts/gpu_check.sh OUT_DIR                 on a machine with one CUDA GPU (budget 480 s)
 #   scripts/gpu_check.sh --dry-run OUT_DIR       the same steps on the CPU, tiny sizes (the suite)
@@ -38,7 +38,7 @@ case "$budget" in ''|*[!0-9.]*) echo "error: --budget must be a number of second
 if [ "$dry" = "1" ]; then
   PY="$VENV_DIR/bin/python"
   [ -x "$PY" ] || { echo "error: no $VENV_DIR: run make install first" >&2; exit 2; }
-  exec "$PY" -m benchmarks.gpu_check "$out" --budget "$budget" --dry-run
+  exec "$PY" "$REPO_ROOT/scripts/gpu_check.py" "$out" --budget "$budget" --dry-run
 fi
 
 PY="${GPU_PYTHON:-python3}"
@@ -85,4 +85,4 @@ paths+=("$REPO_ROOT")
 PYTHONPATH="$(IFS=:; echo "${paths[*]}")${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH
 echo "gpu_check: set-up took $((SECONDS - start)) s" >&2
-"$PY" -m benchmarks.gpu_check "$out" --budget "$budget"
+"$PY" "$REPO_ROOT/scripts/gpu_check.py" "$out" --budget "$budget"

@@ -2,19 +2,18 @@
 Triton steps under Triton's interpreter) and writes the summary the GPU run writes, so the script
 cannot rot between the sessions that are lent a GPU; and the budget stops steps that would not fit."""
 import json
-import subprocess
 
 import pytest
 
 from tests.support.paths import REPO
+from tests.support.processes import run_process
 
 STEPS = ["environment", "topk_kernels", "model_triton", "fairseq_train_bf16", "bench_topk_float32",
          "bench_topk_bfloat16", "bench_models"]
 
 
 def run(*args):
-    return subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), *args],
-                          capture_output=True, text=True, timeout=1200)
+    return run_process(["bash", REPO / "scripts" / "gpu_check.sh", *args], timeout=1200)
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
-"""Every CUDA check of the project in one run, within a time budget (scripts/gpu_check.sh).
+"""Every CUDA check of the project in one run, within a time budget: the steps that
+scripts/gpu_check.sh runs once it has set up a python (use that script; it is the one command).
 
-    python -m benchmarks.gpu_check OUT_DIR [--budget 480] [--dry-run]
+    python scripts/gpu_check.py OUT_DIR [--budget 480] [--dry-run]
 
 Steps, each run even when an earlier one failed, each in its own process with a timeout that the
 remaining budget caps (a step that cannot get its minimum time is "skipped"):
