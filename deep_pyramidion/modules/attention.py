@@ -36,8 +36,9 @@ so a short or partly padded block still contributes summaries and every document
 (its last real token): no query attends to nothing.
 
 A new pattern: subclass :class:`AttentionPattern`, implement ``forward`` and ``from_config``, and
-decorate it with ``@register_attention("name")``; then add the name to
-``config.ENCODER_ATTENTIONS`` so that ``--encoder-attention name`` accepts it.
+decorate it with ``@register_attention("name")`` in a module that ``deep_pyramidion.modules``
+imports. The registry is the one list of names: ``--encoder-attention name`` accepts it from then
+on (config.py reads ENCODER_ATTENTIONS from here).
 """
 import math
 from typing import Callable, Dict, Tuple
@@ -94,12 +95,7 @@ def blockwise(layer: EncoderLayer, x: Tensor, mask: Tensor, block: int,
     return run_blockwise(lambda xc, mc: layer(xc, mc, need_usage=need_usage), x, mask, block)
 
 
-@register_attention("full")
-class FullAttention(AttentionPattern):
-    def forward(self, layer, index, x, mask, need_usage=False):
-        return LayerOutput(*layer(x, mask, need_usage=need_usage))
-
-
+# registered in the order the names are listed in (flag help, errors): the default first
 @register_attention("blockwise")
 class BlockwiseAttention(AttentionPattern):
     def __init__(self, chunk_size: int):
@@ -112,6 +108,12 @@ class BlockwiseAttention(AttentionPattern):
 
     def forward(self, layer, index, x, mask, need_usage=False):
         return LayerOutput(*blockwise(layer, x, mask, self.chunk_size, need_usage))
+
+
+@register_attention("full")
+class FullAttention(AttentionPattern):
+    def forward(self, layer, index, x, mask, need_usage=False):
+        return LayerOutput(*layer(x, mask, need_usage=need_usage))
 
 
 class _Factorized(AttentionPattern):

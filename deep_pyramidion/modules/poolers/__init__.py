@@ -8,7 +8,8 @@
 
 Importing this package registers every pooler.
 """
-from deep_pyramidion.modules.poolers import most_used, topk, windows  # noqa: F401  (register)
+# registers every pooler; the import order is the order names are listed in (flag help, errors)
+from deep_pyramidion.modules.poolers import topk, windows, most_used  # noqa: F401
 from deep_pyramidion.modules.poolers.registry import (
     POOLERS, Assignment, Pooled, Pooler, build_pooler, keep_in_graph, register_pooler,
 )

@@ -12,9 +12,11 @@ poolers with ``needs_usage`` read it). ``Pooled.assignment`` says which inputs e
 and with which weight, for poolers whose outputs are weighted sums of inputs (the analysis tools
 read it; nothing has to be replayed); it is None where an output is not such a sum (max, conv).
 
-A new pooler: subclass :class:`Pooler`, implement ``from_config`` and ``forward``, decorate it
-with ``@register_pooler("name")``, import its file in ``poolers/__init__.py`` and add the name to
-``config.POOLINGS``.
+A new pooler: subclass :class:`Pooler`, implement ``from_config`` and ``forward``, set the
+traits below that hold for it, decorate it with ``@register_pooler("name")`` and import its file in
+``poolers/__init__.py``. The registry is the one list of names: ``--encoder-pooling`` and
+``--memory-compression`` accept what is registered, and config.py reads the names and traits
+from here (POOLINGS, USAGE_POOLINGS, TRAINABLE_POOLINGS, SCORER_POOLINGS).
 """
 from typing import Callable, Dict, NamedTuple, Optional
 
@@ -39,7 +41,11 @@ class Pooled(NamedTuple):
 class Pooler(nn.Module):
     """Base of every pooler: the interface above, and the pass-through of short batches."""
 
+    # traits the config's checks read (config.py derives its lists of names from them)
     needs_usage = False   # reads the attention each token received (most-used)
+    trainable = False     # has parameters that learn (a compressed memory's reconstruction loss
+                          # trains them)
+    has_scorer = False    # ranks tokens with a learned scorer (what --selection-loss teaches)
 
     def __init__(self, width: int):
         super().__init__()

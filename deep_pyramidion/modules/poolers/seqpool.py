@@ -67,6 +67,8 @@ class SeqPool(nn.Module):
 class WindowSeqPooler(WindowPooler):
     """SeqPool over each window of r tokens: output j is the attention-weighted sum of window j."""
 
+    trainable = True
+
     def __init__(self, embed_dim: int, width: int):
         super().__init__(embed_dim, width)
         self.pool = SeqPool(embed_dim)

@@ -53,6 +53,9 @@ class TokenScorer(nn.Module):
 class SuccessiveHalvingPooler(Pooler):
     """The paper's trainable top-k: score tokens, keep ``width`` by successive halving."""
 
+    trainable = True
+    has_scorer = True
+
     def __init__(self, embed_dim: int, width: int, scorer: str = "linear", base: float = 20.0,
                  flip_right: bool = True, sort_back: bool = True, impl: str = "auto",
                  straight_through: bool = False, normalize_scores: bool = False,
@@ -73,7 +76,7 @@ class SuccessiveHalvingPooler(Pooler):
     @classmethod
     def from_config(cls, embed_dim, width, config):
         return cls(embed_dim, width, config.encoder_pooling_arch, config.topk_softmax_base,
-                   config.flip_right, config.sort_back, config.topk_impl,
+                   config.pair_best_with_worst, config.keep_document_order, config.topk_impl,
                    config.topk_straight_through, config.topk_normalize_scores,
                    config.topk_base_warmup, config.topk_scorer_gain)
 
@@ -152,6 +155,9 @@ class HardTopkPooler(Pooler):
     kept token is multiplied by ``1 + s - stop_gradient(s)``, which is 1 in the forward pass and
     passes d loss / d s = <d loss / d y, x> back to its score s.
     """
+
+    trainable = True
+    has_scorer = True
 
     def __init__(self, embed_dim: int, width: int, scorer: str = "linear",
                  scorer_gain: Optional[float] = None):

@@ -89,6 +89,8 @@ class MaxPooler(WindowPooler):
 class _LearnedTaps(WindowPooler):
     """A D -> D convolution whose K taps are parameters; subclasses map them onto a window."""
 
+    trainable = True
+
     def __init__(self, embed_dim: int, width: int, taps: int = 4):
         super().__init__(embed_dim, width)
         if not isinstance(taps, int) or taps < 1:
