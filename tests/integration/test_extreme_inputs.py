@@ -11,7 +11,8 @@ import pytest
 
 from tests.support.paths import USER_DIR
 from tests.support.corpus import binarize, fairseq_cli, write_split
-from tests.support.fairseq_runs import run
+from tests.support.fairseq_logs import train_inner
+from tests.support.processes import run
 
 LONG = 100_000
 MAX_POSITIONS = "131072"
@@ -64,7 +65,7 @@ def test_training_reads_every_document_and_stays_finite(corpus, trained):
     # fairseq-preprocess kept the empty lines and fairseq loaded every example, the 100k one too
     assert re.search(rf"loaded {sizes['train']} examples from: \S*train\.src-tgt\.src", log)
     assert re.search(rf"loaded {sizes['dev-0']} examples from: \S*dev-0\.src-tgt\.src", log)
-    steps = re.findall(r"train_inner .*? loss=([-\w.]+),.*? bsz=(\d+),", log)
+    steps = [(fields["loss"], fields["bsz"]) for fields in train_inner(log).values()]
     assert steps and all(math.isfinite(float(loss)) for loss, _ in steps), steps
     # every document was in some batch, the 100k-token one included (fairseq skips, with only a
     # warning, what it considers too long)

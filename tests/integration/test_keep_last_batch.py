@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import deep_pyramidion.fairseq_plugin  # noqa: F401  (applies the keep_last_batch patch)
-from tests.support.fairseq_runs import SPLIT_SIZES, run, seed_command
+from tests.support.fairseq_runs import SPLIT_SIZES, seed_command
+from tests.support.processes import run
 from tests.support.models import training_args
 from fairseq import tasks
 from fairseq.data import data_utils

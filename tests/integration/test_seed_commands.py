@@ -1,13 +1,13 @@
 """The seed's command lines, verbatim, through fairseq's own console scripts."""
 import re
 import shutil
-import subprocess
 import sys
 
 import pytest
 
 from tests.support.paths import USER_DIR
-from tests.support.fairseq_runs import LONG_DOC_TOKENS, SPLIT_SIZES, run, seed_command
+from tests.support.fairseq_runs import LONG_DOC_TOKENS, SPLIT_SIZES, seed_command
+from tests.support.processes import run, run_process
 from tests.support.corpus import fairseq_cli
 
 
@@ -63,7 +63,7 @@ def test_checkpoint_needs_only_the_allowlist(seed_run):
              "state = torch.load(sys.argv[1], weights_only=True)\n"
              "assert 'model' in state\n")
     ckpt = str(seed_run["ckpt"])
-    plain = subprocess.run([sys.executable, "-c", probe, ckpt, "0"], capture_output=True, text=True)
+    plain = run_process([sys.executable, "-c", probe, ckpt, "0"])
     assert plain.returncode != 0 and "argparse.Namespace" in plain.stderr
-    with_plugin = subprocess.run([sys.executable, "-c", probe, ckpt, "1"], capture_output=True, text=True)
+    with_plugin = run_process([sys.executable, "-c", probe, ckpt, "1"])
     assert with_plugin.returncode == 0, with_plugin.stderr

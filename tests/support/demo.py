@@ -3,11 +3,10 @@ DEMO_* settings, and what to look for in its console and in the files it wrote."
 import os
 import re
 import shutil
-import subprocess
 from typing import List, Optional
 
-from tests.support.fairseq_runs import subprocess_env
 from tests.support.paths import REPO
+from tests.support.processes import run_process, subprocess_env
 
 # a warning as the tools print it: python's ("file:line: UserWarning: ..."), logging's WARNING level
 # (fairseq's "| WARNING |" lines), hydra's deprecation messages and their continuation lines
@@ -23,7 +22,7 @@ def make_demo_command(pretrained: Optional[str] = None) -> Optional[str]:
     # under `make test` the environment says "make level 1", which makes a nested make print
     # "Entering/Leaving directory" lines: run it as a user's own make would run
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    proc = run_process(argv, cwd=REPO, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()[-1]
 
@@ -31,8 +30,7 @@ def make_demo_command(pretrained: Optional[str] = None) -> Optional[str]:
 def run_demo(env_extra: dict, command: Optional[str] = None, timeout: float = 600):
     """scripts/demo.sh with these settings (or ``command``, a shell line that runs it)."""
     argv = ["bash", "-c", command] if command else ["bash", str(REPO / "scripts" / "demo.sh")]
-    return subprocess.run(argv, cwd=REPO, env=subprocess_env(**env_extra), capture_output=True,
-                          text=True, timeout=timeout)
+    return run_process(argv, cwd=REPO, env=subprocess_env(**env_extra), timeout=timeout)
 
 
 def warning_lines(text: str) -> List[str]:
