@@ -62,11 +62,11 @@ test: install
 test-fast: install
 	$(call run_pytest,tests/unit)
 
-# The newest torch and transformers on the package registry (issue 14, item 3), in a venv of its
-# own, built the same way as .venv but with those versions pinned: `make test-newest` (not part of
-# `make test`). torch 2.15 is a CUDA build (several GB; it runs on the CPU here) above the cap this
-# machine's pip configuration sets (/etc/xdg/pip), so every pip call of that venv runs without the
-# configuration; .venv keeps it.
+# The suite against the newest torch and transformers on the package registry, so that what they
+# break shows here before a user meets it: a venv of its own, built the same way as .venv but with
+# those versions pinned: `make test-newest` (not part of `make test`). torch 2.15 is a CUDA build
+# (several GB; it runs on the CPU here) above the cap this machine's pip configuration sets
+# (/etc/xdg/pip), so every pip call of that venv runs without the configuration; .venv keeps it.
 NEWEST_VENV         := .venv-newest
 NEWEST_PY           := $(NEWEST_VENV)/bin/python
 NEWEST_PIP          := PIP_CONFIG_FILE=/dev/null $(NEWEST_PY) -m pip

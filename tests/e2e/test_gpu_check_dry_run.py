@@ -1,6 +1,6 @@
 """scripts/gpu_check.sh --dry-run: every step of the GPU check runs on the CPU with tiny sizes (the
 Triton steps under Triton's interpreter) and writes the summary the GPU run writes, so the script
-cannot rot between the sessions that are lent a GPU; and the budget stops steps that would not fit."""
+cannot rot between the runs on a machine with a GPU; and the budget stops steps that would not fit."""
 import json
 
 import pytest

@@ -1,7 +1,7 @@
-"""pyramidion-summarize and summarize() against odd input (issue 13, classes 3, 4, 8): documents
-are lines by the project's one rule (a line ends at \\n), undecodable bytes and empty lines are
-refused naming the line and byte before the model loads, a lone surrogate is a clear ValueError,
-and every run either writes one summary per line or ends with one error line, no traceback."""
+"""pyramidion-summarize and summarize() against odd input: documents are lines by the project's
+one rule (a line ends at \\n), undecodable bytes and empty lines are refused naming the line and
+byte before the model loads, a lone surrogate is a clear ValueError, and every run either writes
+one summary per line or ends with one error line, no traceback."""
 import io
 import subprocess
 import sys
