@@ -2,11 +2,19 @@
 
 :class:`PyramidionConfig` is the single source of the defaults (the architectures below only
 override some of them) and :meth:`PyramidionConfig.validate` is the single place that checks
-values and resolves the released code's legacy flags, with messages that name the fairseq flag.
-The core modules (attention patterns, poolers) are built from a validated config; the fairseq
-adapter only translates between this object and fairseq's argparse namespace
-(:meth:`from_namespace`, :meth:`write_to`, :meth:`add_args`). Neither torch nor fairseq is
-imported here.
+values and resolves the released code's legacy flags, with messages that name the fairseq flag;
+a model build validates once (fairseq_plugin/model.py: ``PyramidionModel.build_model``, with the
+run's ``--criterion``). The core modules (attention patterns, poolers) are built from a validated
+config; the fairseq adapter only translates between this object and fairseq's argparse namespace
+(:meth:`from_namespace`, :meth:`write_to`, :meth:`add_args`); a command of its own takes a
+config option's flag from here too (:meth:`add_flag`).
+
+The names of the attention patterns and of the poolers are not listed here: the registries are the
+one list (``@register_attention`` in modules/attention.py and modules/memory.py,
+``@register_pooler`` in modules/poolers/), and a pooler's class declares its traits
+(``needs_usage``, ``trainable``, ``has_scorer``). ENCODER_ATTENTIONS, POOLINGS, USAGE_POOLINGS,
+TRAINABLE_POOLINGS and SCORER_POOLINGS are read from them on first use, so importing this module
+still imports neither torch nor fairseq (the commands' ``--help`` stays quick).
 
     config = PyramidionConfig(encoder_layers=6, enc_layers_and_token_width="{0: 2048, 1: 512}")
     config = config.validate()          # raises ValueError naming the flag; returns resolved copy
@@ -16,17 +24,15 @@ import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from deep_pyramidion.plumbing.errors import ConfigError
-from deep_pyramidion.limits import check_max_source_positions
+from deep_pyramidion.limits import MAX_SOURCE_POSITIONS, check_max_source_positions
 from deep_pyramidion.schedule import FLAG as SCHEDULE_FLAG
 from deep_pyramidion.schedule import inactive_pooling_layers, parse_pooling_schedule
 
 logger = logging.getLogger(__name__)
 
-ENCODER_ATTENTIONS = ("blockwise", "full", "strided", "fixed", "blockwise-memory")
-POOLINGS = ("topk", "hard-topk", "avg", "max", "conv", "dilated-conv", "most-used", "seqpool")
 NO_POOLING = "none"
 LEGACY_NO_POOLING = "lambda"      # the released code's name for "none"
 NO_COMPRESSION = "none"
@@ -38,17 +44,62 @@ LEGACY_SPARSE_ATTN = {
     "only_blockwise": ("blockwise", NO_POOLING),
     "pooler_no_block": ("full", None),
 }
-# poolers whose parameters learn (the reconstruction loss of a compressed memory needs one)
-TRAINABLE_POOLINGS = ("conv", "dilated-conv", "seqpool", "topk", "hard-topk")
-# poolers that rank tokens with a learned scorer (what --selection-loss teaches)
-SCORER_POOLINGS = ("topk", "hard-topk")
-# poolers that rank tokens by the attention the layer before them gave out
-USAGE_POOLINGS = ("most-used",)
+# fairseq criteria (fairseq_plugin/criterion.py) that add a loss term the model computes in
+# training only with some options: validate(criterion=...) checks those options when the model is
+# built, instead of the first training step finding the term missing
+RECONSTRUCTION_CRITERION = "label_smoothed_cross_entropy_with_reconstruction"
+SELECTION_CRITERION = "label_smoothed_cross_entropy_with_selection"
 
 
-def _option(default, flag: str, help: str, metavar: Optional[str] = None,
-            choices: Optional[Tuple] = None, type=None, owner: str = "pyramidion"):
-    """A config field that knows its fairseq flag. ``owner="fairseq"``: a fairseq transformer
+# ------------------------------------------------------------------ names, from the registries
+def _registries():
+    """(attention patterns, poolers), imported on first use: the registries import torch, and
+    this module must not (the commands import it to build their parsers)."""
+    from deep_pyramidion.modules import ATTENTION_PATTERNS, POOLERS
+
+    return ATTENTION_PATTERNS, POOLERS
+
+
+def attention_names() -> Tuple[str, ...]:
+    """Every registered attention pattern, in registration order (the default first)."""
+    return tuple(_registries()[0])
+
+
+def pooler_names(trait: Optional[str] = None) -> Tuple[str, ...]:
+    """Every registered pooler in registration order; with ``trait`` (``needs_usage``,
+    ``trainable``, ``has_scorer``: class attributes of modules/poolers/registry.py's Pooler) only
+    those whose class declares it."""
+    return tuple(name for name, cls in _registries()[1].items()
+                 if trait is None or getattr(cls, trait))
+
+
+_DERIVED_NAMES = {
+    "ENCODER_ATTENTIONS": attention_names,
+    "POOLINGS": pooler_names,
+    # poolers that rank tokens by the attention the layer before them gave out
+    "USAGE_POOLINGS": lambda: pooler_names("needs_usage"),
+    # poolers whose parameters learn (the reconstruction loss of a compressed memory needs one)
+    "TRAINABLE_POOLINGS": lambda: pooler_names("trainable"),
+    # poolers that rank tokens with a learned scorer (what --selection-loss teaches)
+    "SCORER_POOLINGS": lambda: pooler_names("has_scorer"),
+}
+
+
+def __getattr__(name: str):
+    # the lists of names are read from the registries when asked for (PEP 562), not at import
+    if name in _DERIVED_NAMES:
+        return _DERIVED_NAMES[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_Text = Union[str, Callable[[], str]]
+
+
+def _option(default, flag: str, help: _Text, metavar: Optional[str] = None,
+            choices: Union[None, Tuple, Callable[[], Tuple]] = None, type=None,
+            owner: str = "pyramidion"):
+    """A config field that knows its flag. ``help`` and ``choices`` may be functions, called when
+    a parser is built (the names of the registries). ``owner="fairseq"``: a fairseq transformer
     option the pyramidion's checks depend on (fairseq defines and fills it; not added here)."""
     return field(default=default, metadata=dict(flag=flag, help=help, metavar=metavar,
                                                 choices=choices, type=type, owner=owner))
@@ -60,9 +111,9 @@ class PyramidionConfig:
 
     # --- encoder self-attention pattern (modules/attention.py, modules/memory.py)
     encoder_attention: Optional[str] = _option(
-        None, "--encoder-attention", "self-attention pattern of the encoder: "
-        + ", ".join(ENCODER_ATTENTIONS) + " (default: blockwise, or what --use-sparse-attn says)",
-        choices=ENCODER_ATTENTIONS)
+        None, "--encoder-attention", lambda: "self-attention pattern of the encoder: "
+        + ", ".join(attention_names()) + " (default: blockwise, or what --use-sparse-attn says)",
+        choices=attention_names)
     chunk_size: int = _option(512, "--chunk-size", "tokens per chunk of blockwise attention",
                               metavar="N", type=int)
     attention_stride: int = _option(
@@ -71,8 +122,9 @@ class PyramidionConfig:
     fixed_summary_cells: int = _option(4, "--fixed-summary-cells",
                                        "fixed: summary cells per block", metavar="S", type=int)
     memory_compression: str = _option(
-        NO_COMPRESSION, "--memory-compression", "blockwise-memory: also attend to the earlier "
-        "chunks, each compressed by this pooler (" + ", ".join(POOLINGS) + "); none = off",
+        NO_COMPRESSION, "--memory-compression", lambda: "blockwise-memory: also attend to the "
+        "earlier chunks, each compressed by this pooler (" + ", ".join(pooler_names())
+        + "); none = off",
         metavar="NAME", type=str)
     memory_compression_rate: int = _option(
         4, "--memory-compression-rate", "blockwise-memory: a chunk of c tokens is compressed to "
@@ -86,12 +138,15 @@ class PyramidionConfig:
         metavar="K", type=int)
     # --- pooling between layers (modules/poolers/)
     encoder_pooling: Optional[str] = _option(
-        None, "--encoder-pooling", "pooling between encoder layers: " + ", ".join(POOLINGS)
-        + ", none ('lambda' is the released code's name for none) (default: topk, or what "
+        None, "--encoder-pooling", lambda: "pooling between encoder layers: "
+        + ", ".join(pooler_names()) + ", none ('lambda' is the released code's name for none) (default: topk, or what "
         "--use-sparse-attn says)", metavar="NAME", type=str)
     encoder_pooling_arch: str = _option("linear", "--encoder-pooling-arch",
                                         "token scorer of topk / hard-topk: linear (D -> 1) or "
                                         "ffn (D -> D -> 1)", choices=SCORER_ARCHS)
+    # The released code's names stay the fields' (and so the flags' and the checkpoints' argparse
+    # dests, which old checkpoints are loaded by); schedule_text, keep_document_order and
+    # pair_best_with_worst below say what they do.
     enc_layers_and_token_width: str = _option(
         "{0: 2048, 1: 512}", SCHEDULE_FLAG, 'pooling schedule, e.g. "{0: 2048, 1: 512}": after '
         "layer 0 keep at most 2048 tokens, after layer 1 at most 512", metavar="DICT", type=str)
@@ -136,15 +191,34 @@ class PyramidionConfig:
     # --- fairseq's own transformer options that the checks above depend on
     encoder_layers: int = _option(2, "--encoder-layers", "", owner="fairseq")
     encoder_layerdrop: float = _option(0.0, "--encoder-layerdrop", "", owner="fairseq")
-    max_source_positions: int = _option(1024, "--max-source-positions", "", owner="fairseq")
+    max_source_positions: int = _option(
+        1024, "--max-source-positions", f"source tokens the encoder reads (at most "
+        f"{MAX_SOURCE_POSITIONS})", metavar="N", type=int, owner="fairseq")
 
     # ------------------------------------------------------------------ derived values
+    @property
+    def schedule_text(self) -> str:
+        """The pooling schedule as written, e.g. ``"{0: 2048, 1: 512}"``
+        (``--enc-layers-and-token-width``, the released code's name)."""
+        return self.enc_layers_and_token_width
+
+    @property
+    def keep_document_order(self) -> bool:
+        """Pooled tokens keep document order (``--sort-back``, the released code's name)."""
+        return bool(self.sort_back)
+
+    @property
+    def pair_best_with_worst(self) -> bool:
+        """Each halving round of the top-k pairs the best-scored token with the worst
+        (``--flip-right``, the released code's name)."""
+        return bool(self.flip_right)
+
     @property
     def schedule(self) -> Dict[int, int]:
         """``{layer: width}`` of the layers that pool (empty without pooling)."""
         if self.pooling == NO_POOLING:
             return {}
-        return parse_pooling_schedule(self.enc_layers_and_token_width, self.encoder_layers)
+        return parse_pooling_schedule(self.schedule_text, self.encoder_layers)
 
     @property
     def pooling(self) -> str:
@@ -155,6 +229,16 @@ class PyramidionConfig:
     @property
     def attention(self) -> str:
         return self.encoder_attention or "blockwise"
+
+    def computes_loss_for(self, criterion: Optional[str]) -> bool:
+        """Whether the model computes, in training, the term ``--criterion`` adds to the loss
+        (True for a criterion that adds none)."""
+        if criterion == RECONSTRUCTION_CRITERION:
+            return self.attention == "blockwise-memory" and \
+                self.memory_compression in pooler_names("trainable")
+        if criterion == SELECTION_CRITERION:
+            return bool(self.selection_loss) and self.pooling in pooler_names("has_scorer")
+        return True
 
     # ------------------------------------------------------------------ fairseq namespace
     @classmethod
@@ -187,16 +271,26 @@ class PyramidionConfig:
         fairseq's model group suppresses them and the architecture fills them in
         (:meth:`fill_defaults`), so an architecture can change a default."""
         for f in cls.own_fields():
-            meta = f.metadata
-            kwargs = {"help": f"{meta['help']} (default: {_shown(f.default)})"
-                      if "(default:" not in meta["help"] else meta["help"]}
-            for key in ("metavar", "choices", "type"):
-                if meta[key] is not None:
-                    kwargs[key] = meta[key]
-            parser.add_argument(meta["flag"], **kwargs)
+            kwargs = _argparse_options(f)
+            if "(default:" not in kwargs["help"]:
+                kwargs["help"] += f" (default: {_shown(f.default)})"
+            parser.add_argument(f.metadata["flag"], **kwargs)
+
+    @classmethod
+    def add_flag(cls, parser, name: str, note: str = "", **kwargs) -> None:
+        """Add field ``name``'s flag, as its metadata declares it (flag, help, type, metavar,
+        choices), to a command's own parser: a command that takes a config option (the
+        converter's schedule and positions) does not declare it again. ``note``, what the option
+        means to that command, is appended to the help; ``kwargs`` go to ``add_argument``."""
+        f = next(f for f in fields(cls) if f.name == name)
+        options = _argparse_options(f)
+        if note:
+            options["help"] += "; " + note
+        parser.add_argument(f.metadata["flag"], **{**options, **kwargs})
 
     # ------------------------------------------------------------------ checks
-    def validate(self) -> "PyramidionConfig":
+    def validate(self, criterion: Optional[str] = None,
+                 log_warnings: bool = True) -> "PyramidionConfig":
         """Check every value and resolve the legacy flags; returns the resolved config.
 
         Raises ConfigError (a ValueError) naming the flag. Conflicting flags are an error when
@@ -204,6 +298,12 @@ class PyramidionConfig:
         ``--encoder-pooling topk``), a warning saying which one wins otherwise (a schedule with
         ``--encoder-pooling none`` is not applied). Idempotent: validating a resolved config
         returns an equal config.
+
+        ``criterion``: the run's ``--criterion``; one that adds a term the model would not compute
+        (the reconstruction criterion without a trainable compressed memory, the selection
+        criterion without ``--selection-loss 1``) is an error here, before anything is built.
+        Called once per model build, so each warning is logged once; ``log_warnings=False`` for a
+        caller that only reads the resolved values of a config a model build validates again.
         """
         attention, pooling = self.encoder_attention, self.encoder_pooling
         if self.use_sparse_attn is not None:
@@ -226,31 +326,39 @@ class PyramidionConfig:
                 pooling = legacy_pooling
         resolved = dataclasses.replace(self, encoder_attention=attention or "blockwise",
                                        encoder_pooling=pooling or "topk")
-        resolved._check_values()
+        warnings = []
+        resolved._check_values(warnings)
+        if not resolved.computes_loss_for(criterion):
+            raise ConfigError(missing_loss_message(criterion))
         if resolved.pooling == NO_POOLING and parse_pooling_schedule(
-                resolved.enc_layers_and_token_width, resolved.encoder_layers):
-            _warn_once("--encoder-pooling none (or --use-sparse-attn only_blockwise): every layer "
-                       "keeps all its tokens, so %s %s is not applied (give it '{}' to say so)",
-                       SCHEDULE_FLAG, resolved.enc_layers_and_token_width)
+                resolved.schedule_text, resolved.encoder_layers):
+            warnings.append((
+                "--encoder-pooling none (or --use-sparse-attn only_blockwise): every layer "
+                "keeps all its tokens, so %s %s is not applied (give it '{}' to say so)",
+                SCHEDULE_FLAG, resolved.schedule_text))
         if resolved.pooling != NO_POOLING:
             for layer, width, length in inactive_pooling_layers(resolved.schedule,
                                                                  resolved.max_source_positions):
-                _warn_once(
+                warnings.append((
                     "%s: layer %d keeps %d tokens, but at --max-source-positions %d it never "
                     "receives more than %d, so it selects nothing in training and its scorer "
                     "stays untrained; on longer inputs at inference it would select tokens with "
                     "untrained scores", SCHEDULE_FLAG, layer, width, resolved.max_source_positions,
-                    length)
+                    length))
+        if log_warnings:
+            for message, *args in warnings:
+                logger.warning(message, *args)
         return resolved
 
-    def _check_values(self) -> None:
-        if self.encoder_attention not in ENCODER_ATTENTIONS:
+    def _check_values(self, warnings: list) -> None:
+        attentions, poolings = attention_names(), pooler_names()
+        if self.encoder_attention not in attentions:
             raise ConfigError(f"--encoder-attention: unknown value {self.encoder_attention!r}; "
-                             f"choose from {list(ENCODER_ATTENTIONS)}")
-        if self.pooling != NO_POOLING and self.pooling not in POOLINGS:
+                             f"choose from {list(attentions)}")
+        if self.pooling != NO_POOLING and self.pooling not in poolings:
             raise ConfigError(
                 f"--encoder-pooling: unknown value {self.encoder_pooling!r}; choose from "
-                f"{sorted(set(POOLINGS) | {NO_POOLING, LEGACY_NO_POOLING})}")
+                f"{sorted(set(poolings) | {NO_POOLING, LEGACY_NO_POOLING})}")
         _check_int(self.chunk_size, "--chunk-size", 1)
         _check_int(self.attention_stride, "--attention-stride", 0)
         _check_int(self.fixed_summary_cells, "--fixed-summary-cells", 1)
@@ -258,10 +366,8 @@ class PyramidionConfig:
         _check_int(self.compressed_memory_chunks, "--compressed-memory-chunks", 0)
         _check_int(self.compression_taps, "--compression-taps", 1)
         _check_int(self.encoder_layers, "--encoder-layers", 1)
-        try:  # fairseq-train's own flag: a typo'd 100000000 would allocate the position table first
-            check_max_source_positions(self.max_source_positions)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        # fairseq-train's own flag: a typo'd 100000000 would allocate the position table first
+        check_source_positions(self.max_source_positions)
         for flag, value in (("--sort-back", self.sort_back), ("--flip-right", self.flip_right),
                             ("--topk-straight-through", self.topk_straight_through),
                             ("--topk-normalize-scores", self.topk_normalize_scores),
@@ -289,24 +395,55 @@ class PyramidionConfig:
                 f"{self.attention_stride}: a block cannot hold more summary cells than tokens")
         name = self.memory_compression
         if name != NO_COMPRESSION:
-            if name not in POOLINGS:
+            if name not in poolings:
                 raise ConfigError(f"--memory-compression: unknown value {name!r}; choose from "
-                                 f"{sorted(set(POOLINGS) | {NO_COMPRESSION})}")
+                                 f"{sorted(set(poolings) | {NO_COMPRESSION})}")
             if self.encoder_attention != "blockwise-memory":
                 raise ConfigError(f"--memory-compression {name} needs --encoder-attention "
                                  f"blockwise-memory (got {self.encoder_attention})")
         if self.encoder_attention in ("strided", "fixed") and self.encoder_layers < 2:
-            _warn_once("--encoder-attention %s alternates two patterns over layers; with "
-                       "--encoder-layers %d only the local one runs", self.encoder_attention,
-                       self.encoder_layers)
-        if self.pooling in USAGE_POOLINGS and self.encoder_layerdrop > 0:
+            warnings.append(("--encoder-attention %s alternates two patterns over layers; with "
+                             "--encoder-layers %d only the local one runs", self.encoder_attention,
+                             self.encoder_layers))
+        if self.pooling in pooler_names("needs_usage") and self.encoder_layerdrop > 0:
             raise ConfigError(f"--encoder-pooling {self.pooling} ranks tokens by the attention of "
                              f"the layer before it, which --encoder-layerdrop "
                              f"{self.encoder_layerdrop} may skip; use --encoder-layerdrop 0")
-        if self.selection_loss and self.pooling not in SCORER_POOLINGS:
+        scorers = pooler_names("has_scorer")
+        if self.selection_loss and self.pooling not in scorers:
             raise ConfigError(f"--selection-loss 1 teaches a token scorer, and --encoder-pooling "
-                             f"{self.pooling} has none: use one of {list(SCORER_POOLINGS)}")
+                             f"{self.pooling} has none: use one of {list(scorers)}")
         self.schedule  # noqa: B018  (parsing is the check)
+
+
+def missing_loss_message(criterion: str) -> str:
+    """What ``--criterion`` needs of the model for the term it adds (see computes_loss_for)."""
+    if criterion == RECONSTRUCTION_CRITERION:
+        return (f"--criterion {criterion} needs a model that computes the reconstruction loss: "
+                "--encoder-attention blockwise-memory with a trainable --memory-compression "
+                f"({', '.join(pooler_names('trainable'))})")
+    return (f"--criterion {criterion} needs a model that computes the selection loss: "
+            f"--selection-loss 1 with --encoder-pooling {' or '.join(pooler_names('has_scorer'))}")
+
+
+def check_source_positions(value) -> None:
+    """ConfigError naming --max-source-positions unless ``value`` is within the limit (limits.py):
+    the position table is allocated from it when the model is built."""
+    try:
+        check_max_source_positions(value)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _argparse_options(f) -> Dict[str, Any]:
+    """add_argument's keywords for field ``f``: help, and metavar / choices / type where set."""
+    meta = f.metadata
+    options = {"help": meta["help"]() if callable(meta["help"]) else meta["help"]}
+    for key in ("metavar", "choices", "type"):
+        if meta[key] is not None:
+            value = meta[key]
+            options[key] = value() if key == "choices" and callable(value) else value
+    return options
 
 
 def _shown(value) -> str:
@@ -316,17 +453,6 @@ def _shown(value) -> str:
 def _check_int(value, flag: str, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(f"{flag} must be an integer >= {minimum}, got {value!r}")
-
-
-_warned = set()
-
-
-def _warn_once(message: str, *args) -> None:
-    """The config is validated by the model and again by the encoder it builds: say it once."""
-    text = message % args
-    if text not in _warned:
-        _warned.add(text)
-        logger.warning(text)
 
 
 def is_finite_number(value) -> bool:

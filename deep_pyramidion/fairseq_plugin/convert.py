@@ -32,7 +32,7 @@ from deep_pyramidion.fairseq_plugin.bart import (
     write_dictionary,
 )
 from deep_pyramidion.limits import check_max_source_positions
-from deep_pyramidion.plumbing.errors import ConversionError, DataError
+from deep_pyramidion.plumbing.errors import ConfigError, ConversionError, DataError
 from deep_pyramidion.plumbing.files import StagedDir, check_output_folder, owned_by
 
 logger = logging.getLogger(__name__)
@@ -148,10 +148,14 @@ def build_pyramidion(bart: PretrainedBart, arch: str, max_source_positions: int,
         parser, pyramidion_argv(bart, arch, max_source_positions, schedule, data_dir))
     if not bart.sizes.get("no_scale_embedding", True):
         args.no_scale_embedding = False
-    _check_schedule(args, bart)
     task = tasks.setup_task(args)
     torch.manual_seed(seed)
-    model = task.build_model(args)
+    try:   # the model's build validates the options (once): the family's schedule names layers,
+        # and a source with fewer layers needs its own schedule
+        model = task.build_model(args)
+    except ConfigError as err:
+        raise ConversionError(f"{bart.source}: {err} (the model has "
+                              f"{bart.sizes['encoder_layers']} encoder layers)") from None
     weights = mapped_weights(bart, max_source_positions)
     own = model.state_dict()
     unexpected = sorted(k for k in weights if k not in own)
@@ -169,17 +173,6 @@ def build_pyramidion(bart: PretrainedBart, arch: str, max_source_positions: int,
         raise ConversionError(f"{bart.source}: the pyramidion has parameters the source does "
                               f"not fill: {', '.join(new[:6])}")
     return args, model
-
-
-def _check_schedule(args, bart: PretrainedBart) -> None:
-    """The family's schedule names layers; a source with fewer layers needs its own schedule."""
-    from deep_pyramidion.config import PyramidionConfig
-
-    try:
-        PyramidionConfig.from_namespace(args).validate()
-    except ValueError as err:
-        raise ConversionError(f"{bart.source}: {err} (the model has "
-                              f"{bart.sizes['encoder_layers']} encoder layers)") from None
 
 
 def save_checkpoint(args: Namespace, model, path: str) -> None:

@@ -20,6 +20,11 @@ Scale: fairseq sums the token loss over the batch and divides the gradient by th
 the term added here is ``weight * term * sample_size``: after that division it weighs ``weight``
 against the per-token cross-entropy. The logged ``loss`` includes it; the logged term is the
 unweighted mean.
+
+A criterion chosen for a term the model does not compute is refused when the model is built
+(``PyramidionConfig.validate(criterion=...)``, called by ``PyramidionModel.build_model`` with the
+run's ``--criterion``); the check at the first training step here is the last guard, for a model
+built some other way.
 """
 import math
 from dataclasses import dataclass, field
@@ -32,11 +37,13 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 from fairseq.logging import metrics
 
-from deep_pyramidion.config import SCORER_POOLINGS, TRAINABLE_POOLINGS
+from deep_pyramidion.config import (
+    RECONSTRUCTION_CRITERION, SELECTION_CRITERION, missing_loss_message,
+)
 from deep_pyramidion.plumbing.errors import ConfigError
 
-NAME = "label_smoothed_cross_entropy_with_reconstruction"
-SELECTION_NAME = "label_smoothed_cross_entropy_with_selection"
+NAME = RECONSTRUCTION_CRITERION
+SELECTION_NAME = SELECTION_CRITERION
 
 
 @dataclass
@@ -53,8 +60,8 @@ class _WithAuxiliaryLoss(LabelSmoothedCrossEntropyCriterion):
     which must be there in training: a criterion chosen for a term the model never computes
     would otherwise train without it, silently."""
 
+    CRITERION = ""   # its --criterion name
     TERM = ""
-    MISSING = ""
 
     def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy,
                  weight, flag):
@@ -82,7 +89,7 @@ class _WithAuxiliaryLoss(LabelSmoothedCrossEntropyCriterion):
             logging_output["loss"] = loss.data
             logging_output[self.TERM] = term.data
         elif model.training:
-            raise ConfigError(self.MISSING)
+            raise ConfigError(missing_loss_message(self.CRITERION))
         if self.report_accuracy:
             n_correct, total = self.compute_accuracy(model, net_output, sample)
             logging_output["n_correct"] = utils.item(n_correct.data)
@@ -99,10 +106,8 @@ class _WithAuxiliaryLoss(LabelSmoothedCrossEntropyCriterion):
 
 @register_criterion(NAME, dataclass=ReconstructionCriterionConfig)
 class LabelSmoothedCrossEntropyWithReconstruction(_WithAuxiliaryLoss):
+    CRITERION = NAME
     TERM = "reconstruction_loss"
-    MISSING = (f"--criterion {NAME} needs a model that computes the reconstruction loss: "
-               "--encoder-attention blockwise-memory with a trainable --memory-compression "
-               f"({', '.join(TRAINABLE_POOLINGS)})")
 
     def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0,
                  report_accuracy=False, reconstruction_weight=1.0):
@@ -121,9 +126,8 @@ class SelectionCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
 
 @register_criterion(SELECTION_NAME, dataclass=SelectionCriterionConfig)
 class LabelSmoothedCrossEntropyWithSelection(_WithAuxiliaryLoss):
+    CRITERION = SELECTION_NAME
     TERM = "selection_loss"
-    MISSING = (f"--criterion {SELECTION_NAME} needs a model that computes the selection loss: "
-               f"--selection-loss 1 with --encoder-pooling {' or '.join(SCORER_POOLINGS)}")
 
     def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0,
                  report_accuracy=False, selection_weight=1.0):

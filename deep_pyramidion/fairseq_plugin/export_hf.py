@@ -69,7 +69,8 @@ def hf_config(args, vocab_size: int, max_source_positions: Optional[int] = None)
                           f"--decoder-input-dim differ ({sorted(dims)}): the export needs one width")
     if _get(args, "activation_fn", "relu") not in ACTIVATIONS:
         raise ExportError(f"--activation-fn {args.activation_fn}: not supported by the export")
-    core = PyramidionConfig.from_namespace(args).validate()
+    # the resolved values only: the model built from this config validates it (and warns) again
+    core = PyramidionConfig.from_namespace(args).validate(log_warnings=False)
     values = {n: getattr(core, n) for n in pyramidion_field_defaults()}
     for name in TRANSFORMER_DEFAULTS:
         if name in ("vocab_size", "final_logits_bias", "arch"):

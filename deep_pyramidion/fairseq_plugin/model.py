@@ -28,7 +28,7 @@ from fairseq.models.transformer import (
 )
 from fairseq.modules.checkpoint_activations import checkpoint_wrapper
 
-from deep_pyramidion.config import PyramidionConfig
+from deep_pyramidion.config import PyramidionConfig, check_source_positions
 from deep_pyramidion.fairseq_plugin.checkpoint_safety import CheckpointError
 from deep_pyramidion.fairseq_plugin.encoder_layer import BatchFirstLayer, PyramidionEncoderLayer
 from deep_pyramidion.modules import build_attention_pattern, build_pooler, run_pyramid
@@ -49,15 +49,19 @@ class PyramidionModel(TransformerModel):
     @classmethod
     def build_model(cls, args, task):
         pyramidion_base_architecture(args)
-        # checked (and legacy flags resolved) before anything is built; the checkpoint records
-        # the resolved options
-        PyramidionConfig.from_namespace(args).validate().write_to(args)
+        # checked (and legacy flags resolved) once, before anything is built, with the run's
+        # criterion (a term the model would not compute is found here, not at the first training
+        # step); the encoder reads the resolved options back and the checkpoint records them
+        criterion = getattr(args, "criterion", None)
+        PyramidionConfig.from_namespace(args).validate(
+            criterion=criterion if isinstance(criterion, str) else None).write_to(args)
         # Train short, infer long: a model trained with --max-source-positions 2048 and run with
         # --max-source-positions 8192 --truncate-source must read all 8192 tokens the task hands it
         # (sinusoidal positions extend), not be cut back to the training length.
         task_cfg = getattr(task, "cfg", None) or getattr(task, "args", None)
         task_max = getattr(task_cfg, "max_source_positions", None)
         if task_max is not None and task_max > args.max_source_positions:
+            check_source_positions(task_max)   # the table is allocated from it
             if args.encoder_learned_pos:
                 logger.warning(
                     "--max-source-positions %d exceeds the %d learned encoder positions of this "
@@ -148,7 +152,9 @@ class PyramidionEncoder(TransformerEncoder):
             # a larger --max-source-positions
             self.embed_positions.max_positions = max(self.embed_positions.max_positions,
                                                      self.max_source_positions)
-        config = PyramidionConfig.from_namespace(args).validate()
+        # validated and resolved by PyramidionModel.build_model (validating again would repeat
+        # its warnings)
+        config = PyramidionConfig.from_namespace(args)
         embed_dim = embed_tokens.embedding_dim
         # holds the compressors of blockwise-memory (no parameters otherwise, so the state dicts
         # of the other patterns have no entries for it)

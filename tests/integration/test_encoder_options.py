@@ -114,7 +114,12 @@ def criterion_sample(task):
 
 
 def test_reconstruction_criterion_refuses_a_model_without_compressed_memory(options_corpus):
-    model, task, args = build_model(options_corpus, "--criterion", RECONSTRUCTION)
+    # when the model is built with it: before any training step
+    with pytest.raises(ValueError, match=f"--criterion {RECONSTRUCTION} needs .*--memory-compression"):
+        build_model(options_corpus, "--criterion", RECONSTRUCTION)
+    # and the criterion's own guard, for a model built without it
+    model, task, args = build_model(options_corpus)
+    args.criterion = RECONSTRUCTION
     criterion = task.build_criterion(args)
     sample = criterion_sample(task)
     model.train()
@@ -158,8 +163,10 @@ def test_selection_criterion_adds_the_weighted_term_in_training_only(options_cor
 
 
 def test_selection_criterion_refuses_a_model_without_the_selection_loss(options_corpus):
-    model, task, args = build_model(options_corpus, "--encoder-pooling", "topk",
-                                    "--criterion", SELECTION)
+    with pytest.raises(ValueError, match=f"--criterion {SELECTION} needs .*--selection-loss 1"):
+        build_model(options_corpus, "--encoder-pooling", "topk", "--criterion", SELECTION)
+    model, task, args = build_model(options_corpus, "--encoder-pooling", "topk")
+    args.criterion = SELECTION
     criterion = task.build_criterion(args)
     model.train()
     with pytest.raises(ValueError, match="--selection-loss 1"):

@@ -4,7 +4,6 @@ import logging
 import pytest
 import torch
 
-from deep_pyramidion import config
 from deep_pyramidion.modules import ATTENTION_PATTERNS
 from tests.support.models import build_model, right_padded_batch, training_args
 from fairseq import tasks
@@ -131,15 +130,14 @@ def test_bad_flags_fail_before_training(data_bin, flags, needle):
         build(data_bin, *flags)
 
 
-def test_warns_about_a_pooler_that_training_never_activates(data_bin, caplog, monkeypatch):
-    # the warning is said once per process: forget what earlier tests in this process were told
-    monkeypatch.setattr(config, "_warned", set())
+def test_warns_about_a_pooler_that_training_never_activates(data_bin, caplog):
     with caplog.at_level(logging.WARNING):
         build(data_bin, "--enc-layers-and-token-width", "{0: 2048, 1: 512}",
               max_source_positions=1024)
     text = caplog.text
     assert "layer 0 keeps 2048 tokens" in text and "untrained" in text
     assert "layer 1" not in text
+    assert text.count("layer 0 keeps 2048 tokens") == 1     # the options are validated once
 
 
 @pytest.mark.parametrize("lengths", [[300, 120], [10, 8]])
