@@ -23,6 +23,7 @@ import sys
 import warnings
 from typing import List, Optional
 
+from deep_pyramidion.config import PyramidionConfig
 from deep_pyramidion.limits import MAX_SOURCE_POSITIONS, check_max_source_positions
 from deep_pyramidion.plumbing.cli import EXIT_OK, exit_codes_help, run_cli, setup_logging
 from deep_pyramidion.plumbing.errors import DataError
@@ -329,15 +330,16 @@ def _convert(argv) -> int:
                                                             "as it was."))
     parser.add_argument("src_dir", metavar="SRC_DIR", help="the pretrained BART")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="where the pyramidion is written")
-    parser.add_argument("--max-source-positions", type=int, required=True, metavar="N",
-                        help="source tokens the encoder reads (>= the pretrained positions, at "
-                             f"most {MAX_SOURCE_POSITIONS})")
+    # the model's own options: flag, type and help are the config's (config.py)
+    PyramidionConfig.add_flag(parser, "max_source_positions", required=True,
+                              note="at least the pretrained positions")
     parser.add_argument("--arch", choices=("pyramidion_bart_base", "pyramidion_bart_large"),
                         help="family defaults (default: by the source's encoder layers)")
-    parser.add_argument("--enc-layers-and-token-width", metavar="DICT",
-                        help="pooling schedule of the new poolers; the fine-tuning command must "
-                             "name the same layers (default: half-way 2x the pretrained positions, "
-                             "after the last layer the pretrained positions)")
+    PyramidionConfig.add_flag(parser, "enc_layers_and_token_width",
+                              note="here the schedule of the new poolers, which the "
+                                   "fine-tuning command must name with the same layers (default: "
+                                   "half-way 2x the pretrained positions, after the last layer "
+                                   "the pretrained positions)")
     parser.add_argument("--encoder-json", metavar="PATH",
                         help="GPT-2 BPE vocabulary, for a fairseq source that does not hold one")
     parser.add_argument("--vocab-bpe", metavar="PATH", help="GPT-2 BPE merges, with --encoder-json")
