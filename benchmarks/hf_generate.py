@@ -156,30 +156,38 @@ def main(argv=None):
 
     load_before = loadavg()
     times = {name: [] for name in calls}
+    # CPU time of this process: other jobs on a shared machine lengthen the wall time, not this
+    # (with --threads 1 it is the time the one thread computed)
+    cpu = {name: [] for name in calls}
     tokens = {}
     for i in range(args.repeat):
         for name, fn in calls.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             tokens[name] = fn()
             times[name].append(time.perf_counter() - start)
-            logger.info("run %d %-7s %.2f s (%d decoder steps)", i + 1, name, times[name][-1],
-                        fn.steps)
+            cpu[name].append(time.process_time() - start_cpu)
+            logger.info("run %d %-7s %.2f s, %.2f s CPU (%d decoder steps)", i + 1, name,
+                        times[name][-1], cpu[name][-1], fn.steps)
     best = {k: min(v) for k, v in times.items()}
+    best_cpu = {k: min(v) for k, v in cpu.items()}
     result = {
         **settings, "torch": torch.__version__,
         "transformers": __import__("transformers").__version__,
         "machine": machine_info("cpu"), "platform": platform.platform(),
         "load_before": load_before, "load_after": loadavg(),
-        "seconds": times, "min_seconds": best,
+        "seconds": times, "min_seconds": best, "cpu_seconds": cpu, "min_cpu_seconds": best_cpu,
         "decoder_steps": {name: fn.steps for name, fn in calls.items()},
         "hf_over_fairseq": best["hf"] / best["fairseq"],
+        "hf_over_fairseq_cpu": best_cpu["hf"] / best_cpu["fairseq"],
         "same_tokens": tokens["fairseq"] == tokens["hf"],
     }
     if "led" in best:
         result["led_over_hf"] = best["led"] / best["hf"]
-    logger.info("fairseq %.2f s, hf %.2f s%s: hf / fairseq = %.2fx%s; same tokens (fairseq, hf): "
-                "%s; load %s -> %s", best["fairseq"], best["hf"],
-                f", led {best['led']:.2f} s" if "led" in best else "", result["hf_over_fairseq"],
+    logger.info("fairseq %.2f s, hf %.2f s%s: hf / fairseq = %.2fx (CPU time %.2f / %.2f s: "
+                "%.2fx)%s; same tokens (fairseq, hf): %s; load %s -> %s",
+                best["fairseq"], best["hf"], f", led {best['led']:.2f} s" if "led" in best else "",
+                result["hf_over_fairseq"], best_cpu["fairseq"], best_cpu["hf"],
+                result["hf_over_fairseq_cpu"],
                 f", led / hf = {result['led_over_hf']:.2f}x" if "led" in best else "",
                 result["same_tokens"], load_before, result["load_after"])
     if args.json:
