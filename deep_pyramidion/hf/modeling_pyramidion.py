@@ -1,7 +1,8 @@
 """The pyramidion as a Hugging Face model: ``PyramidionForConditionalGeneration``.
 
 Shape legend (batch-first, as in the core):
-    B   batch (times beams inside generate())      T   source tokens      C   channels (d_model)
+    B   batch (documents)                            T   source tokens      C   channels (d_model)
+    N   decoder rows: B, or B x G inside generate() (G = beams or returned sequences per document)
     k   encoder positions after the last pooling    L   target tokens this call    P  cached ones
     H   heads                                        d   channels per head (C / H)
 
@@ -10,13 +11,20 @@ Shape legend (batch-first, as in the core):
          pooling after the layers of the schedule                       (B, k, C), mask (B, k)
       -> final layer norm (pre-norm models)
     encoder output: last_hidden_state (B, k, C) + encoder_attention_mask (B, k), 1 = real
-    decoder_input_ids (B, L) -> fairseq's transformer decoder, cross-attending to the k positions
-      -> LM head (B, L, vocab)
+    decoder_input_ids (N, L) -> fairseq's transformer decoder, cross-attending to the k positions
+      -> LM head (N, L, vocab)
 
 Why the encoder output carries its own mask: generate() hands the forward the input-length
 ``attention_mask`` (B, T) at every step, but the decoder reads k pooled positions, whose padding
-only the encoder knows. The mask is a tensor field of the encoder output, so generate() repeats it
-for every beam with the hidden states. The input-length mask is used only by the encoder.
+only the encoder knows. The mask is a field of the encoder output and travels with it. The
+input-length mask is used only by the encoder.
+
+One encoder output per document in generate(), as in fairseq's pyramidion decoder: generate()
+would repeat the encoder output once per beam, and every beam would then project and attend to its
+own copy of the k positions. The model keeps it per document (``_expand_inputs_for_generation``);
+the decoder's rows are the G consecutive rows of each document, whose cross-attention keys/values
+are projected once per document and attended with the G x L queries of the document together
+(``Attention.attend_per_document``), and cached once per document (``DocumentCrossAttention``).
 
 Parameter names follow fairseq's (``model.encoder.layers.0.self_attn.q_proj.weight`` is fairseq's
 ``encoder.layers.0.self_attn.q_proj.weight``), so the exporter's mapping is a prefix and the
@@ -31,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from transformers import GenerationMixin, PreTrainedModel
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
 from transformers.generation.logits_process import ForcedEOSTokenLogitsProcessor, LogitsProcessor
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
@@ -152,6 +160,21 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
         B, _, L, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(B, L, -1)), weights
+
+    def attend_per_document(self, x: Tensor, k: Tensor, v: Tensor,
+                            allowed: Optional[Tensor]) -> Tensor:
+        """x (N, L, C) queries over k, v (B, H, S, d) of B documents, N = B x G: rows i G to
+        (i + 1) G - 1 are document i's (generate()'s order). A document's G x L queries attend to
+        its one copy of the keys together; allowed broadcasts to (B, H, 1, S). Returns (N, L, C)."""
+        N, L, C = x.shape
+        B = k.size(0)
+        if N == B:
+            return self.attend(x, k, v, allowed)[0]
+        if N % B:
+            raise ValueError(f"{N} decoder rows do not split into the {B} documents of the "
+                             "encoder output")
+        out, _ = self.attend(x.reshape(B, (N // B) * L, C), k, v, allowed)
+        return out.view(N, L, C)
 
 
 def key_mask(padding: Optional[Tensor]) -> Optional[Tensor]:
@@ -301,6 +324,44 @@ class PyramidionEncoder(nn.Module):
 
 
 # ---------------------------------------------------------------------------------- decoder
+class DocumentCrossAttention(DynamicLayer):
+    """One decoder layer's cross-attention keys/values in the EncoderDecoderCache: one row per
+    document (B, H, k, d) while the decoder runs ``rows`` = B x G rows (G consecutive rows per
+    document). Beam search moves a row only among the beams of its document, which share the
+    document's row, so a reorder changes nothing here; it is checked, so that a reorder across
+    documents fails instead of pairing a row with another document's keys. Repeating or selecting
+    decoder rows (contrastive search) keeps the documents whose rows remain."""
+
+    def __init__(self, keys: Tensor, values: Tensor, rows: int):
+        super().__init__()
+        self.lazy_initialization(keys, values)
+        self.keys, self.values, self.rows = keys, values, rows
+
+    def _document(self, rows: Tensor) -> Tensor:
+        return rows // (self.rows // self.keys.size(0))
+
+    def reorder_cache(self, beam_idx: Tensor) -> None:
+        beam_idx = beam_idx.to(self.keys.device)
+        same = torch.arange(self.rows, device=beam_idx.device)
+        if beam_idx.numel() != self.rows or \
+                not bool(self._document(beam_idx).eq(self._document(same)).all()):
+            raise ValueError("a cache reorder moved decoder rows to another document's rows; the "
+                             "cross-attention keys/values are kept once per document")
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self.rows *= repeats
+
+    def batch_select_indices(self, indices: Tensor) -> None:
+        rows = torch.arange(self.rows, device=self.keys.device)[indices.to(self.keys.device)]
+        documents, counts = torch.unique_consecutive(self._document(rows), return_counts=True)
+        if bool(documents.diff().le(0).any()) or bool(counts.ne(counts[0]).any()):
+            raise ValueError("a row selection that keeps documents in another order or with "
+                             "different numbers of rows; the cross-attention keys/values are kept "
+                             "once per document")
+        self.keys, self.values = self.keys[documents], self.values[documents]
+        self.rows = rows.numel()
+
+
 def _cross_cache(cache: EncoderDecoderCache, index: int) -> Optional[Tuple[Tensor, Tensor]]:
     """The cross-attention keys/values cached for layer ``index``, if computed already."""
     if not cache.is_updated.get(index):
@@ -309,6 +370,19 @@ def _cross_cache(cache: EncoderDecoderCache, index: int) -> Optional[Tuple[Tenso
     if hasattr(cross, "layers"):                      # transformers >= 4.56
         return cross.layers[index].keys, cross.layers[index].values
     return cross.key_cache[index], cross.value_cache[index]  # pragma: no cover
+
+
+def _cache_cross(cache: EncoderDecoderCache, index: int, k: Tensor, v: Tensor, rows: int):
+    """Keep layer ``index``'s cross-attention keys/values (B, H, k, d) for the next steps."""
+    cross = cache.cross_attention_cache
+    if hasattr(cross, "layers"):
+        # the update makes the layer's place in the cache (empty: nothing copied), which then
+        # holds the per-document keys/values
+        cross.update(k[:, :, :0], v[:, :, :0], index)
+        cross.layers[index] = DocumentCrossAttention(k, v, rows)
+    else:                                             # pragma: no cover
+        cross.update(k, v, index)
+    cache.is_updated[index] = True
 
 
 class DecoderLayer(nn.Module):
@@ -346,14 +420,14 @@ class DecoderLayer(nn.Module):
         h = self.encoder_attn_layer_norm(x) if self.normalize_before else x
         cached = _cross_cache(cache, self.index) if cache is not None else None
         if cached is None:
-            # the k encoder positions are projected once per generate() call, then reused
+            # the k encoder positions of each document are projected once per generate() call,
+            # then reused
             ck, cv = self.encoder_attn.project_kv(memory)                   # (B, H, k, d)
             if cache is not None:
-                ck, cv = cache.cross_attention_cache.update(ck, cv, self.index)
-                cache.is_updated[self.index] = True
+                _cache_cross(cache, self.index, ck, cv, rows=x.size(0))
         else:
             ck, cv = cached
-        h, _ = self.encoder_attn.attend(h, ck, cv, memory_allowed)
+        h = self.encoder_attn.attend_per_document(h, ck, cv, memory_allowed)
         x = residual + F.dropout(h, self.dropout, self.training)
         if not self.normalize_before:
             x = self.encoder_attn_layer_norm(x)
@@ -384,9 +458,10 @@ class PyramidionDecoder(nn.Module):
     def forward(self, input_ids: Tensor, memory: Tensor, memory_mask: Tensor,
                 attention_mask: Optional[Tensor] = None,
                 cache: Optional[EncoderDecoderCache] = None) -> Tensor:
-        """input_ids (B, L) after P cached tokens; memory (B, k, C), memory_mask (B, k) 1 = real;
-        attention_mask (B, L) or (B, P+L), 1 = real (default: the pad tokens of input_ids)."""
-        B, L = input_ids.shape
+        """input_ids (N, L) after P cached tokens; memory (B, k, C), memory_mask (B, k) 1 = real,
+        N = B x G (G consecutive rows per document); attention_mask (N, L) or (N, P+L), 1 = real
+        (default: the pad tokens of input_ids)."""
+        B, L = input_ids.shape                                              # B: the N rows here
         past = cache.get_seq_length() if cache is not None else 0
         padding = input_ids.eq(self.pad)
         if attention_mask is not None and attention_mask.dim() == 2:
@@ -604,10 +679,24 @@ class PyramidionForConditionalGeneration(PyramidionPreTrainedModel, GenerationMi
         return shifted.masked_fill(shifted.eq(-100), self.config.pad_token_id)
 
     # ------------------------------------------------------------------ generate()
+    def _expand_inputs_for_generation(self, expand_size: int = 1, is_encoder_decoder: bool = False,
+                                      input_ids: Optional[Tensor] = None, **model_kwargs):
+        """generate() repeats its inputs once per beam (or returned sequence); the encoder output
+        stays one per document: the decoder attends with each document's beams as queries of
+        its one copy (Attention.attend_per_document), as fairseq's pyramidion decoder does."""
+        if is_encoder_decoder and model_kwargs.get("encoder_outputs") is None:
+            raise ValueError("If `is_encoder_decoder` is True, make sure that `encoder_outputs` "
+                             "is defined.")
+        # not an encoder-decoder to the base class: it expands the tensors of model_kwargs (the
+        # input-length attention_mask, ...) but leaves encoder_outputs (no tensor) as it is
+        return super()._expand_inputs_for_generation(expand_size=expand_size,
+                                                     is_encoder_decoder=False,
+                                                     input_ids=input_ids, **model_kwargs)
+
     def _reorder_cache(self, cache, beam_idx: Tensor):
-        """Beam search moves rows only among the beams of one document, whose cross-attention
-        keys/values are equal (one encoder output repeated per beam): only the self-attention
-        cache is reordered, not the k encoder positions of every layer at every step."""
+        """Beam search moves rows only among the beams of one document, which share one copy of
+        the cross-attention keys/values (DocumentCrossAttention): only the self-attention cache
+        is reordered, not the k encoder positions of every layer at every step."""
         if isinstance(cache, EncoderDecoderCache):
             cache.self_attention_cache.reorder_cache(beam_idx)
         else:

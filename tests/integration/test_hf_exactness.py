@@ -156,6 +156,39 @@ def test_beam_search_is_fairseq_beam_search(generating):
     assert any(len(h) == 13 for h in ours) or pytest.fail(f"no hypothesis at the limit: {ours}")
 
 
+def test_beam_search_n_best_and_scores_are_fairseq_with_one_encoder_output_per_document(
+        generating):
+    """generate() keeps one encoder output per document and each document's beams attend to it
+    as queries, as fairseq's decoder does (not a copy per beam): on two documents of different
+    lengths, every hypothesis of the beam-4 n-best (num_return_sequences=4) and its score are
+    fairseq-generate's, and the cache holds the cross-attention keys/values once per document."""
+    from fairseq.sequence_generator import SequenceGenerator
+
+    built, hf = generating
+    tokens, lengths = left_padded_batch(built.task, [260, 37], seed=2)
+    pad = built.task.target_dictionary.pad()
+    generator = SequenceGenerator([built.model], built.task.target_dictionary, beam_size=4,
+                                  max_len_a=0, max_len_b=12, min_len=3, len_penalty=2.0,
+                                  no_repeat_ngram_size=3)
+    sample = {"net_input": {"src_tokens": tokens, "src_lengths": lengths}}
+    with torch.no_grad():
+        ours = generator.generate([built.model], sample)
+        out = hf.generate(input_ids=tokens, attention_mask=tokens.ne(pad).long(),
+                          num_return_sequences=4, return_dict_in_generate=True,
+                          output_scores=True)
+    theirs = []
+    for row in out.sequences[:, 1:].tolist():
+        while row and row[-1] == pad:
+            row.pop()
+        theirs.append(row)
+    assert theirs == [h["tokens"].tolist() for doc in ours for h in doc]
+    fairseq_scores = torch.tensor([float(h["score"]) for doc in ours for h in doc])
+    assert torch.allclose(out.sequences_scores, fairseq_scores, atol=1e-6, rtol=0)
+    cache = getattr(out, "cache", None) or out.past_key_values
+    assert [layer.keys.size(0) for layer in cache.cross_attention_cache.layers] == \
+        [2] * hf.config.decoder_layers
+
+
 def test_transformers_forced_eos_alone_would_rank_beams_differently(generating, monkeypatch):
     """Why the model swaps in FairseqForcedEOS: transformers' own processor gives </s> at the
     limit log-probability 0, and on this batch (every hypothesis reaches the limit) that changes

@@ -73,6 +73,57 @@ def test_cached_decoding_equals_full_decoding():
     assert (torch.cat(steps, 1) - full).abs().max().item() < 1e-5
 
 
+@pytest.mark.parametrize("settings", [dict(num_beams=4), dict(num_beams=4, num_return_sequences=2),
+                                      dict(num_beams=1)], ids=["beam4", "beam4-n2", "greedy"])
+def test_generate_with_one_encoder_output_per_document_is_the_expanded_computation(
+        settings, monkeypatch):
+    """generate() keeps one encoder output per document (the decoder attends with each document's
+    beams as queries); the sequences and scores are those of the encoder output repeated per beam
+    (transformers' own expansion, GenerationMixin._expand_inputs_for_generation)."""
+    from transformers import GenerationMixin
+
+    model = tiny().eval()
+    tokens, mask, _ = batch((150, 70))
+
+    def generate():
+        with torch.no_grad():
+            return model.generate(input_ids=tokens, attention_mask=mask, max_new_tokens=8,
+                                  min_new_tokens=3, return_dict_in_generate=True,
+                                  output_scores=True, **settings)
+
+    ours = generate()
+    cache = getattr(ours, "cache", None) or ours.past_key_values
+    assert [layer.keys.size(0) for layer in cache.cross_attention_cache.layers] == [2, 2]
+    monkeypatch.setattr(PyramidionForConditionalGeneration, "_expand_inputs_for_generation",
+                        GenerationMixin._expand_inputs_for_generation)
+    expanded = generate()
+    assert torch.equal(ours.sequences, expanded.sequences)
+    if settings["num_beams"] > 1:
+        assert torch.allclose(ours.sequences_scores, expanded.sequences_scores, atol=1e-6, rtol=0)
+    for a, b in zip(ours.scores, expanded.scores):
+        assert torch.allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_cross_attention_cache_is_kept_once_per_document():
+    """Beam search's reorder among a document's beams leaves the per-document keys/values as they
+    are; a reorder across documents is refused; repeating and selecting rows (contrastive search)
+    keep the documents whose rows remain."""
+    from deep_pyramidion.hf.modeling_pyramidion import DocumentCrossAttention
+
+    keys, values = torch.randn(2, 2, 5, 4), torch.randn(2, 2, 5, 4)
+    layer = DocumentCrossAttention(keys, values, rows=8)                # 2 documents x 4 beams
+    layer.reorder_cache(torch.tensor([3, 3, 0, 1, 4, 7, 7, 5]))
+    assert layer.keys is keys and layer.values is values
+    with pytest.raises(ValueError, match="another document"):
+        layer.reorder_cache(torch.tensor([4, 1, 2, 3, 4, 5, 6, 7]))
+    layer.batch_repeat_interleave(2)
+    assert layer.rows == 16
+    layer.batch_select_indices(torch.arange(8, 16))                     # the second document
+    assert layer.rows == 8 and torch.equal(layer.keys, keys[1:])
+    with pytest.raises(ValueError, match="once per document"):
+        DocumentCrossAttention(keys, values, rows=4).batch_select_indices(torch.tensor([0, 2, 3]))
+
+
 def test_save_and_load_round_trip_is_exact(tmp_path):
     model = tiny(encoder_pooling="conv").eval()
     model.save_pretrained(tmp_path)
