@@ -47,6 +47,10 @@ TRANSFORMER_DEFAULTS = dict(
     share_decoder_input_output_embed=True,
     # a Hugging Face BART's final_logits_bias (fairseq has no such parameter; from_bart keeps it)
     final_logits_bias=False,
+    # training only, with selection_loss=1: the weight of the token scorers' selection loss in
+    # the loss forward() returns (fairseq: the criterion's --selection-weight; the exporter
+    # takes it from the checkpoint's arguments where they hold it)
+    selection_weight=1.0,
     # the exporter's record of the fairseq architecture the checkpoint was trained with
     arch=None,
 )

@@ -45,6 +45,7 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
 from deep_pyramidion.hf.configuration_pyramidion import PyramidionHFConfig
 from deep_pyramidion.modules import build_attention_pattern, build_pooler, run_pyramid
+from deep_pyramidion.modules.poolers.selection import selection_labels, selection_loss
 
 # transformers 5.25 renamed the generation cache argument and output field from past_key_values to
 # cache; the forward accepts both and answers under the name this version reads
@@ -254,9 +255,11 @@ class EncoderLayer(nn.Module):
 
 @dataclass
 class PyramidionEncoderOutput(BaseModelOutput):
-    """BaseModelOutput + the padding of the k pooled positions, (B, k) long, 1 = real token."""
+    """BaseModelOutput + the padding of the k pooled positions, (B, k) long, 1 = real token;
+    with selection labels (training, selection_loss=1), the scorers' selection loss (0-dim)."""
 
     encoder_attention_mask: Optional[torch.LongTensor] = None
+    selection_loss: Optional[torch.FloatTensor] = None
 
 
 class PyramidionEncoder(nn.Module):
@@ -281,7 +284,9 @@ class PyramidionEncoder(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None,
                 output_hidden_states: Optional[bool] = None, return_dict: Optional[bool] = None,
-                **kwargs) -> PyramidionEncoderOutput:
+                selection_labels: Optional[Tensor] = None, **kwargs) -> PyramidionEncoderOutput:
+        """``selection_labels`` (B, T) float, 1 = the target uses this token: with them the
+        output holds the scorers' selection loss (modules/poolers/selection.py)."""
         padding = input_ids.eq(self.pad)                                    # (B, T)
         if attention_mask is not None:
             padding = padding | ~attention_mask.bool()
@@ -297,15 +302,19 @@ class PyramidionEncoder(nn.Module):
         x = x.masked_fill(padding.unsqueeze(-1), 0.0)
         layers = [self._checkpointed(layer) for layer in self.layers] \
             if self.gradient_checkpointing and self.training else self.layers
+        # the poolers' inputs and assignments are kept only for the selection loss
         out = run_pyramid(layers, self.attention_pattern, self.poolers, x, padding,
                           layerdrop=self.layerdrop, training=self.training,
-                          keep_states=bool(output_hidden_states))
+                          keep_states=bool(output_hidden_states),
+                          record_pooling=selection_labels is not None)
         x = out.x                                                           # (B, k, C)
         if self.layer_norm is not None:
             x = self.layer_norm(x)
         return PyramidionEncoderOutput(
             last_hidden_state=x, hidden_states=tuple(out.states) if output_hidden_states else None,
-            encoder_attention_mask=(~out.padding_mask).long())
+            encoder_attention_mask=(~out.padding_mask).long(),
+            selection_loss=None if selection_labels is None else
+            selection_loss(out.pooled, self.poolers, selection_labels))
 
     @staticmethod
     def _checkpointed(layer):
@@ -629,11 +638,18 @@ class PyramidionForConditionalGeneration(PyramidionPreTrainedModel, GenerationMi
                 use_cache: Optional[bool] = None, output_hidden_states: Optional[bool] = None,
                 return_dict: Optional[bool] = None, **kwargs) -> Seq2SeqLMOutput:
         cache = cache if cache is not None else past_key_values
+        selection_term = None
         if encoder_outputs is None:
             if input_ids is None:
                 raise ValueError("pass input_ids (or encoder_outputs)")
+            # selection_loss=1, in training: the target says which input tokens the scorers
+            # should rank high (as the fairseq model does)
+            selection = self.selection_labels(input_ids, labels) \
+                if self.training and labels is not None and self.config.selection_loss else None
             encoder_outputs = self.model.encoder(input_ids, attention_mask,
-                                                 output_hidden_states=output_hidden_states)
+                                                 output_hidden_states=output_hidden_states,
+                                                 selection_labels=selection)
+            selection_term = encoder_outputs.selection_loss
         elif not isinstance(encoder_outputs, PyramidionEncoderOutput):
             encoder_outputs = self._as_encoder_output(encoder_outputs)
         memory = encoder_outputs.last_hidden_state                          # (B, k, C)
@@ -658,6 +674,10 @@ class PyramidionForConditionalGeneration(PyramidionPreTrainedModel, GenerationMi
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(),
                                    labels.reshape(-1), ignore_index=-100)
+            if selection_term is not None:
+                # both per-token means: the weight weighs one against the other, as fairseq's
+                # criterion does (label_smoothed_cross_entropy_with_selection)
+                loss = loss + float(self.config.selection_weight) * selection_term
         return Seq2SeqLMOutput(
             loss=loss, logits=logits, **{CACHE_FIELD: cache if use_cache else None},
             encoder_last_hidden_state=memory,
@@ -670,6 +690,14 @@ class PyramidionForConditionalGeneration(PyramidionPreTrainedModel, GenerationMi
             return PyramidionEncoderOutput(**value)
         raise ValueError("encoder_outputs must be the output of model.get_encoder() (it holds the "
                          "padding of the pooled positions, encoder_attention_mask)")
+
+    def selection_labels(self, input_ids: Tensor, labels: Tensor) -> Tensor:
+        """(B, T) float: 1 where an input token's id occurs in the document's labels (-100 and
+        the pad, </s>, <s> and <unk> ids ignored); source and target share one dictionary."""
+        c = self.config
+        ignore = {-100, c.pad_token_id, c.eos_token_id, c.bos_token_id,
+                  getattr(c, "unk_token_id", None)}
+        return selection_labels(input_ids, labels, {i for i in ignore if i is not None})
 
     def prepare_decoder_input_ids_from_labels(self, labels: Tensor) -> Tensor:
         """fairseq's teacher forcing: </s>, then the target shifted right (-100 read as padding)."""

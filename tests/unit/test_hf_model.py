@@ -124,6 +124,59 @@ def test_cross_attention_cache_is_kept_once_per_document():
         DocumentCrossAttention(keys, values, rows=4).batch_select_indices(torch.tensor([0, 2, 3]))
 
 
+def test_selection_loss_is_added_in_training_only(tmp_path, monkeypatch):
+    """selection_loss=1: in training with labels the loss is the cross-entropy + selection_weight
+    x the core's selection term (modules/poolers/selection.py: labels from the target ids, -100
+    and the special ids ignored); in eval mode and in generate() nothing changes."""
+    from deep_pyramidion.hf import modeling_pyramidion
+    from deep_pyramidion.modules.poolers.selection import selection_labels, selection_loss
+
+    model = tiny(selection_loss=1, selection_weight=0.5)
+    plain = tiny()                                            # the same weights (same seed)
+    tokens, mask, labels = batch()
+    labels[:, :3] = tokens[:, -4:-1]                          # the targets use some input tokens
+    labels[1, -2:] = -100                                     # a shorter target
+    model.train()
+    plain.train()
+    ours = model(input_ids=tokens, attention_mask=mask, labels=labels).loss
+    cross_entropy = plain(input_ids=tokens, attention_mask=mask, labels=labels).loss
+
+    records = []
+    run_pyramid = modeling_pyramidion.run_pyramid
+
+    def recording(*args, **kwargs):
+        out = run_pyramid(*args, **{**kwargs, "record_pooling": True})
+        records.extend(out.pooled)
+        return out
+
+    monkeypatch.setattr(modeling_pyramidion, "run_pyramid", recording)
+    model.get_encoder()(tokens, mask)
+    targets = selection_labels(tokens, labels, {-100, 0, 1, 2, 3})
+    assert 0 < targets[mask.bool()].mean() < 1
+    term = selection_loss(records, model.get_encoder().poolers, targets)
+    assert len(records) == 2 and term.item() > 0
+    assert torch.allclose(ours, cross_entropy + 0.5 * term, atol=1e-6, rtol=0)
+    monkeypatch.undo()
+
+    term.backward()                                           # the term trains the scorers
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for n, p in model.named_parameters() if "poolers" in n)
+
+    model.eval()
+    plain.eval()
+    with torch.no_grad():
+        a = model(input_ids=tokens, attention_mask=mask, labels=labels).loss
+        b = plain(input_ids=tokens, attention_mask=mask, labels=labels).loss
+        ga = model.generate(input_ids=tokens, attention_mask=mask, num_beams=2, max_new_tokens=5)
+        gb = plain.generate(input_ids=tokens, attention_mask=mask, num_beams=2, max_new_tokens=5)
+    assert torch.equal(a, b) and torch.equal(ga, gb)
+
+    model.save_pretrained(tmp_path)
+    again = PyramidionForConditionalGeneration.from_pretrained(tmp_path)
+    assert (again.config.selection_loss, again.config.selection_weight) == (1, 0.5)
+    assert PyramidionHFConfig().selection_weight == 1.0
+
+
 def test_save_and_load_round_trip_is_exact(tmp_path):
     model = tiny(encoder_pooling="conv").eval()
     model.save_pretrained(tmp_path)

@@ -64,3 +64,40 @@ def test_seq2seq_trainer_fine_tunes_and_round_trips(tmp_path):
         a = model(**batch).logits
         b = again(**batch).logits
     assert torch.equal(a, b)
+
+
+def test_seq2seq_trainer_steps_with_the_selection_loss(tmp_path):
+    """selection_loss=1 (topk's scorers taught which input tokens the summary uses): the Trainer's
+    step computes the loss with the selection term and updates the scorers."""
+    from transformers import (DataCollatorForSeq2Seq, Seq2SeqTrainer,
+                              Seq2SeqTrainingArguments)
+
+    from deep_pyramidion.hf import PyramidionForConditionalGeneration
+    from deep_pyramidion.hf.from_bart import pyramidion_tokenizer_from_bart
+
+    source = make_hf_bart(tmp_path)
+    tokenizer = pyramidion_tokenizer_from_bart(source, str(tmp_path / "tok"))
+    model = PyramidionForConditionalGeneration.from_bart(
+        source, max_source_positions=LONG, dropout=0.0, encoder_pooling="topk", selection_loss=1,
+        selection_weight=2.0)
+    assert (model.config.selection_loss, model.config.selection_weight) == (1, 2.0)
+    scorers = {n: p.detach().clone() for n, p in model.named_parameters() if "poolers" in n}
+    assert scorers
+    data = examples(tokenizer, n=4)
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+    model.train()
+    with torch.no_grad():                                 # the training loss holds the term
+        with_term = model(**collator(data)).loss
+        model.config.selection_loss = 0
+        without = model(**collator(data)).loss
+        model.config.selection_loss = 1
+    assert with_term > without
+    args = Seq2SeqTrainingArguments(
+        output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, max_steps=1,
+        learning_rate=1e-3, warmup_steps=0, logging_steps=1, save_strategy="no", report_to=[],
+        use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True)
+    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=data, data_collator=collator,
+                             processing_class=tokenizer)
+    result = trainer.train()
+    assert result.global_step == 1 and result.training_loss > 0
+    assert any(not torch.equal(p, scorers[n]) for n, p in model.named_parameters() if n in scorers)
