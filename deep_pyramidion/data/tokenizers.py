@@ -345,12 +345,27 @@ class PretrainedBpe(Tokenizer):
         symbols = read_dictionary_symbols(self.files["dict.txt"])
         known = set(symbols)
         total = sum(sum(c.values()) for c in counts)
-        unknown = sum(n for c in counts for tok, n in c.items() if tok not in known)
+        missing: Counter = Counter()
+        for c in counts:
+            missing.update({tok: n for tok, n in c.items() if tok not in known})
+        unknown = sum(missing.values())
         if unknown:
-            logger.warning("%d of %d BPE tokens (%.2f%%) have no entry in %s and become <unk>", unknown, total,
-                           100.0 * unknown / max(1, total), self.files["dict.txt"])
+            logger.warning("%d of %d BPE tokens (%.2f%%) have no entry in %s and become <unk>; the "
+                           "most frequent: %s", unknown, total, 100.0 * unknown / max(1, total),
+                           self.files["dict.txt"], self._shown(missing.most_common(10)))
         return Vocabulary(self.files["dict.txt"], len(symbols) + len(FAIRSEQ_SPECIALS),
                           {"unknown_tokens": unknown}, symbols)
+
+    def _shown(self, most_common) -> str:
+        """BPE ids with their encoder.json text, so a reader sees what was dropped."""
+        import json
+
+        try:
+            with open(self.files["encoder.json"], encoding="utf-8") as fh:
+                text_of = {str(i): t for t, i in json.load(fh).items()}
+        except (OSError, ValueError, AttributeError):
+            text_of = {}
+        return ", ".join(f"{tok} {text_of.get(tok, '?')!r} x{n}" for tok, n in most_common)
 
     def finish(self, out_dir, final_dir, vocabulary) -> None:
         if read_dictionary_symbols(os.path.join(out_dir, "dict.src.txt")) != vocabulary.symbols:

@@ -32,3 +32,25 @@ def test_every_output_file_is_byte_identical_to_the_reference(digests, run):
     assert not (missing or new or differ), (
         f"run {run!r} (made with {RECORDED['made_with_commit'][:10]}): differ {differ}, missing {missing}, "
         f"new {new}")
+
+
+def test_pretrained_preprocessing_names_the_tokens_that_become_unk(tmp_path, caplog):
+    """The reference BPE's dict.txt leaves out its 5 rarest tokens: preprocessing says how many
+    tokens became <unk> and which ones, with their text, instead of only a share."""
+    import ast
+    import logging
+
+    from deep_pyramidion.data.cli import preprocess_main
+    from tests.support.binarize_reference import runs
+
+    name, argv = [r for r in runs(tmp_path) if r[0] == "pretrained-1-worker"][0]
+    with caplog.at_level(logging.WARNING):
+        assert preprocess_main(argv) == 0
+    warning = [r.getMessage() for r in caplog.records if "become <unk>" in r.getMessage()]
+    assert len(warning) == 1, caplog.text
+    encoder = json.loads((EXPECTED.parent / "bart" / "encoder.json").read_text())
+    listed = warning[0].split("the most frequent: ", 1)[1].split(", ")
+    assert 1 <= len(listed) <= 10
+    for entry in listed:                      # "<id> '<bpe text>' x<count>"
+        token_id, text, count = entry.split(" ", 2)[0], entry.split(" ")[1], entry.rsplit(" x", 1)[1]
+        assert encoder[ast.literal_eval(text)] == int(token_id) and int(count) >= 1
