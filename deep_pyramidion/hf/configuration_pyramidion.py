@@ -98,10 +98,12 @@ class PyramidionHFConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ views
-    def pyramidion_config(self) -> PyramidionConfig:
-        """The core's options, validated (raises ConfigError naming the flag)."""
+    def pyramidion_config(self, log_warnings: bool = True) -> PyramidionConfig:
+        """The core's options, validated (raises ConfigError naming the flag); log_warnings=False
+        for a check ahead of the build, which validates again and warns then."""
         names = [f.name for f in dataclasses.fields(PyramidionConfig)]
-        return PyramidionConfig(**{n: getattr(self, n) for n in names}).validate()
+        return PyramidionConfig(**{n: getattr(self, n) for n in names}).validate(
+            log_warnings=log_warnings)
 
     @property
     def family(self) -> str:

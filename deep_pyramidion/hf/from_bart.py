@@ -51,7 +51,7 @@ def bart_config(bart, max_source_positions: int, schedule: str, hf_config: dict,
     values.update(overrides)
     config = PyramidionHFConfig(**values)
     try:
-        config.pyramidion_config()
+        config.pyramidion_config(log_warnings=False)   # the model's build warns
     except ValueError as err:
         raise ConversionError(f"{bart.source}: {err} (the model has {s['encoder_layers']} encoder "
                               "layers)") from None
