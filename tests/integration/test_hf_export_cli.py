@@ -18,9 +18,8 @@ import pytest
 import torch
 
 from deep_pyramidion.fairseq_plugin.export_hf import main as export_main
-from tests.support.fairseq_runs import run
-from tests.support.hf import TINY, run_standalone, sentencepiece_data
-from tests.support.paths import USER_DIR, console_script
+from tests.support.hf import fairseq_train_tiny, run_standalone, sentencepiece_data
+from tests.support.paths import console_script
 
 DECODING = ["--beam", "2", "--min-len", "3", "--max-len-b", "20", "--lenpen", "1.0",
             "--no-repeat-ngram-size", "3"]
@@ -32,14 +31,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("hf-cli")
     data = sentencepiece_data(root)
     save = root / "run"
-    run([console_script("fairseq-train"), str(data), "--user-dir", USER_DIR,
-         "--task", "translation", "--arch", "pyramidion_tiny", "--source-lang", "src",
-         "--target-lang", "tgt", "--share-all-embeddings", *TINY, "--dropout", "0",
-         "--max-source-positions", "512", "--truncate-source", "--optimizer", "adam",
-         "--lr", "0.003", "--max-tokens", "4096", "--max-update", "30",
-         "--criterion", "label_smoothed_cross_entropy", "--dataset-impl", "mmap", "--cpu",
-         "--save-dir", str(save), "--no-epoch-checkpoints", "--disable-validation",
-         "--num-workers", "0", "--seed", "1"], cwd=root)
+    fairseq_train_tiny(data, save, 512, cwd=root)
     return {"root": root, "data": data, "ckpt": save / "checkpoint_last.pt"}
 
 

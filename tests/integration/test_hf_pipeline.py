@@ -11,9 +11,7 @@ import sys
 
 import pytest
 
-from tests.support.fairseq_runs import run
-from tests.support.hf import TINY, run_standalone, sentencepiece_data
-from tests.support.paths import USER_DIR, console_script
+from tests.support.hf import fairseq_train_tiny, run_standalone, sentencepiece_data
 
 TRAINED_POSITIONS = 128         # --max-source-positions of fairseq-train (with --truncate-source)
 EXPORTED_POSITIONS = 1024       # --max-source-positions of pyramidion-export-hf
@@ -26,14 +24,7 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("hf-pipeline")
     data = sentencepiece_data(root)
     save = root / "run"
-    run([console_script("fairseq-train"), str(data), "--user-dir", USER_DIR,
-         "--task", "translation", "--arch", "pyramidion_tiny", "--source-lang", "src",
-         "--target-lang", "tgt", "--share-all-embeddings", *TINY, "--dropout", "0",
-         "--max-source-positions", str(TRAINED_POSITIONS), "--truncate-source",
-         "--optimizer", "adam", "--lr", "0.003", "--max-tokens", "4096", "--max-update", "30",
-         "--criterion", "label_smoothed_cross_entropy", "--dataset-impl", "mmap", "--cpu",
-         "--save-dir", str(save), "--no-epoch-checkpoints", "--disable-validation",
-         "--num-workers", "0", "--seed", "1"], cwd=root)
+    fairseq_train_tiny(data, save, TRAINED_POSITIONS, cwd=root)
     out = root / "export"
     proc = subprocess.run([sys.executable, "-m", "deep_pyramidion.fairseq_plugin.export_hf",
                            "--checkpoint", str(save / "checkpoint_last.pt"), "--data", str(data),

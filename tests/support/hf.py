@@ -80,6 +80,23 @@ def export_built(built: Built, data: Path, out: Path, **kwargs) -> Path:
     return out
 
 
+
+def fairseq_train_tiny(data: Path, save: Path, max_source_positions: int, cwd: Path) -> Path:
+    """A tiny pyramidion trained for 30 updates by fairseq-train (sources cut at
+    ``max_source_positions``); returns its checkpoint_last.pt."""
+    from tests.support.paths import USER_DIR, console_script
+    from tests.support.processes import run
+
+    run([console_script("fairseq-train"), str(data), "--user-dir", USER_DIR,
+         "--task", "translation", "--arch", "pyramidion_tiny", "--source-lang", "src",
+         "--target-lang", "tgt", "--share-all-embeddings", *TINY, "--dropout", "0",
+         "--max-source-positions", str(max_source_positions), "--truncate-source",
+         "--optimizer", "adam", "--lr", "0.003", "--max-tokens", "4096", "--max-update", "30",
+         "--criterion", "label_smoothed_cross_entropy", "--dataset-impl", "mmap", "--cpu",
+         "--save-dir", str(save), "--no-epoch-checkpoints", "--disable-validation",
+         "--num-workers", "0", "--seed", "1"], cwd=cwd)
+    return save / "checkpoint_last.pt"
+
 def blocker_dir(root: Path) -> Path:
     folder = root / "blocker"
     folder.mkdir(exist_ok=True)
