@@ -1,6 +1,6 @@
 """Which pooling keeps what matters: every option trained on the same selection task, ranked.
 
-    python -m benchmarks.selection --setting quick            # ~30 min on 2 CPU cores
+    python -m benchmarks.selection --setting quick            # ~33 min on 2 CPU cores
     python -m benchmarks.selection --setting full             # hours: lengths, compressions
     python -m benchmarks.selection --task sentences --length 2048 --compression 8 16 \\
         --options topk topk-st avg none --seeds 1 2 3 --updates 1500
@@ -17,7 +17,11 @@ rows it has), then OUT/table.md (mean and standard deviation over seeds) and OUT
 Options: ``none`` is the unpooled blockwise model; the others are ``--encoder-pooling NAME``;
 ``topk-st`` is the trainable top-k with ``--topk-straight-through 1``, ``topk-normalized`` with
 ``--topk-normalize-scores 1``, ``topk-st-normalized`` with both, ``topk-noflip`` the paper's
-top-k pairing the best with the middle instead of the worst (``--flip-right 0``).
+top-k pairing the best with the middle instead of the worst (``--flip-right 0``); ``-warmup``
+adds ``--topk-base-warmup 500``, ``topk-gain0`` is ``--topk-scorer-gain 0``, and ``-selection``
+adds ``--selection-loss 1`` with its criterion (the scorers also learn from the target). A preset
+runs the unpooled model, every pooling option and ``topk-selection``; name the others with
+``--options``.
 """
 from __future__ import annotations
 
@@ -55,13 +59,17 @@ OPTIONS["topk-selection"] = ["--encoder-pooling", "topk"] + SELECTION
 OPTIONS["hard-topk-selection"] = ["--encoder-pooling", "hard-topk"] + SELECTION
 OPTIONS["topk-st-selection"] = OPTIONS["topk-st"] + SELECTION
 
+# the rows a preset runs: the unpooled model, every --encoder-pooling option, and the top-k with
+# the selection loss (the variants above only when named with --options)
+DEFAULT_OPTIONS = ["none", *POOLINGS, "topk-selection"]
+
 SETTINGS = {
-    # every option, 3 seeds, one length and compression: ~30 minutes on 2 cores
+    # 10 rows x 3 seeds, one length and compression: ~33 minutes on 2 quiet cores
     "quick": dict(task="spans", lengths=[512], compressions=[16], seeds=[1, 2, 3], spans=4,
-                  span_length=2, updates=1000, train_docs=2000, options=list(OPTIONS)),
+                  span_length=2, updates=1000, train_docs=2000, options=DEFAULT_OPTIONS),
     # compressions 8x to 64x at 2048 tokens: hours
     "full": dict(task="spans", lengths=[2048], compressions=[8, 16, 32, 64], seeds=[1, 2, 3],
-                 spans=8, span_length=3, updates=3000, train_docs=4000, options=list(OPTIONS)),
+                 spans=8, span_length=3, updates=3000, train_docs=4000, options=DEFAULT_OPTIONS),
 }
 
 
@@ -82,7 +90,8 @@ def main(argv=None) -> int:
     parser.add_argument("--compression", type=int, nargs="+", help="input / kept tokens (8 .. 64)")
     parser.add_argument("--spans", type=int, help="spans task: needed spans per document")
     parser.add_argument("--span-length", type=int, help="spans task: tokens per span")
-    parser.add_argument("--options", nargs="+", help=f"rows (default all: {' '.join(OPTIONS)})")
+    parser.add_argument("--options", nargs="+", help=f"rows (default: {' '.join(DEFAULT_OPTIONS)}; "
+                        f"also: {' '.join(o for o in OPTIONS if o not in DEFAULT_OPTIONS)})")
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--updates", type=int, help="training updates of every run")
     parser.add_argument("--train-docs", type=int)
