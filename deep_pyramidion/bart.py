@@ -612,7 +612,9 @@ def summary(bart: PretrainedBart) -> str:
 
 # ---------------------------------------------------------------------------------- the new parts
 # Scorer initialisation: logits w.h + b with w ~ N(0, (gain / sqrt(D))^2) have a std of about
-# ``gain`` over BART's layer-normed states (per-channel variance ~1); see init_poolers.
+# ``gain`` over BART's layer-normed states (per-channel variance ~1); see init_poolers. 4 keeps the
+# first pooled outputs closest to real tokens at no cost in fine-tuning (benchmarks/pooler_init.py;
+# BENCHMARKS.md, "Scorer initialisation of a converted BART").
 SCORER_GAIN = 4.0
 
 
