@@ -28,6 +28,8 @@ import ast
 import json
 import sys
 
+from benchmarks.memory import layer_widths
+
 MODELS = {
     "bart.base": dict(d=768, f=3072, enc=6, dec=6, heads=12, vocab=50265,
                       schedule="{3: 2048, 5: 1024}"),
@@ -41,13 +43,10 @@ GPU_MEMORY_GIB = {"A100 (312 TFLOP/s bf16)": 80, "H100 SXM (989 TFLOP/s bf16)": 
 
 
 def widths(m: dict, T: int):
+    """Tokens into each encoder layer, and the k the encoder keeps."""
     schedule = ast.literal_eval(m["schedule"])
-    out, width = [], T
-    for layer in range(m["enc"]):
-        out.append(width)                       # tokens into layer i
-        if layer in schedule:
-            width = min(width, schedule[layer])
-    return out, width                           # per layer, kept k
+    ins = layer_widths(T, m["enc"], schedule)
+    return ins, min(ins[-1], schedule.get(m["enc"] - 1, ins[-1]))
 
 
 def forward_flops(m: dict, T: int, L: int, chunk: int) -> dict:
