@@ -176,19 +176,24 @@ def train_step(kind, model, d, batch, vocab, autocast, label_phases=False):
         return record_function("bench::" + name) if label_phases else nullcontext()
 
     def forward():
+        """-> logits, and the selection term a model built with --selection-loss 1 returns"""
         if kind == "led":
             return model(input_ids=src, attention_mask=attn, global_attention_mask=glob,
-                         decoder_input_ids=prev, use_cache=False).logits
-        return model(src, lengths, prev)[0]
+                         decoder_input_ids=prev, use_cache=False).logits, None
+        logits, extra = model(src, lengths, prev)
+        selection = extra.get("selection_loss") if isinstance(extra, dict) else None
+        return logits, selection[0] if selection else None
 
     def step():
         opt.zero_grad(set_to_none=True)
         with autocast():
-            logits = forward()
+            logits, selection = forward()
         lprobs = F.log_softmax(logits.float(), dim=-1)
         with phase("loss + backward"):
             loss = F.nll_loss(lprobs.view(-1, vocab), tgt.view(-1), ignore_index=pad,
                               reduction="sum")
+            if selection is not None:  # weighted 1 per target token, as its criterion adds it
+                loss = loss + selection * tgt.numel()
             loss.backward()
         with phase("optimizer"):
             opt.step()

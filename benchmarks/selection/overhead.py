@@ -5,8 +5,8 @@ timed side by side in one process (benchmarks.common.side_by_side: a load change
     python -m benchmarks.selection.overhead --length 2048 --repeat 3
 
 The step is the train table's (benchmarks/models.py: train_step: forward, summed token NLL,
-backward, AdamW), plus, for the selection row, the scorers' term weighted 1 per target token as
---criterion label_smoothed_cross_entropy_with_selection adds it. The extra work is the labels
+backward, AdamW), which adds, for the selection row, the scorers' term weighted 1 per target token
+as --criterion label_smoothed_cross_entropy_with_selection adds it. The extra work is the labels
 (one comparison of the source with the target per document), one more scorer pass per pooler
 on its input, and the pooled labels. Prints the seconds of each and their ratio.
 """
@@ -16,27 +16,6 @@ import argparse
 import json
 import statistics
 import sys
-
-
-def selection_step(model, batch, vocab, pad):
-    """train_step's work with the selection term added."""
-    import torch
-    import torch.nn.functional as F
-
-    src, lengths, tgt, prev = batch
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.1)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        logits, extra = model(src, lengths, prev)
-        lprobs = F.log_softmax(logits.float(), dim=-1)
-        loss = F.nll_loss(lprobs.view(-1, vocab), tgt.view(-1), ignore_index=pad, reduction="sum")
-        loss = loss + extra["selection_loss"][0] * tgt.numel()
-        loss.backward()
-        opt.step()
-
-    return step
 
 
 def main(argv=None) -> int:
@@ -60,10 +39,7 @@ def main(argv=None) -> int:
     steps = {}
     for kind in ("pyramidion", "pyramidion-selection"):
         model, _task, d = models.fairseq_model(kind, args.length, sizes, args.out_len)
-        if kind == "pyramidion":
-            steps[kind] = models.train_step(kind, model, d, batch, sizes["vocab"], env.autocast)
-        else:
-            steps[kind] = selection_step(model, batch, sizes["vocab"], d.pad())
+        steps[kind] = models.train_step(kind, model, d, batch, sizes["vocab"], env.autocast)
     times = side_by_side(list(steps.values()), env.sync, args.warmup, args.repeat)
     rows = {kind: {"times_s": t, "min_s": min(t), "median_s": statistics.median(t)}
             for kind, t in zip(steps, times)}
