@@ -14,7 +14,8 @@ Rows are appended to OUT/results.jsonl as they finish (a second run with the sam
 rows it has), then OUT/table.md (mean and standard deviation over seeds) and OUT/quality.png
 (recall against compression, one line per option) are written.
 
-Options: ``none`` is the unpooled blockwise model; the others are ``--encoder-pooling NAME``;
+Options: ``none`` is the unpooled blockwise model (it has no schedule, so it trains once per
+seed and its row stands in the table of every compression, a dashed line in the plot); the others are ``--encoder-pooling NAME``;
 ``topk-st`` is the trainable top-k with ``--topk-straight-through 1``, ``topk-normalized`` with
 ``--topk-normalize-scores 1``, ``topk-st-normalized`` with both, ``topk-noflip`` the paper's
 top-k pairing the best with the middle instead of the worst (``--flip-right 0``); ``-warmup``
@@ -34,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from typing import Dict, List
 
-from benchmarks.selection.report import write_report
+from benchmarks.selection.report import UNPOOLED, write_report
 from benchmarks.selection.runs import Run, binarize, train_and_score
 from benchmarks.selection.tasks import SENTENCES_BUDGET, TASKS, TaskSpec, write_task
 from deep_pyramidion.config import POOLINGS
@@ -80,6 +81,12 @@ def schedule(length: int, compression: int) -> str:
     return "{0: %d, 1: %d}" % (min(4 * final, max(final, length // 2)), final)
 
 
+def _key(task: str, length: int, compression: int, option: str, seed: int) -> tuple:
+    """A run's identity; the unpooled model has no schedule, so one run per seed serves every
+    compression (report.aggregate shows it at each)."""
+    return (task, length, None if option == UNPOOLED else compression, option, seed)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.selection", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,8 +129,10 @@ def main(argv=None) -> int:
         with open(results_path, encoding="utf-8") as fh:
             for line in fh:
                 row = json.loads(line)
-                done.add((row["task"], row["length"], row["compression"], row["option"], row["seed"]))
+                done.add(_key(row["task"], row["length"], row["compression"], row["option"],
+                              row["seed"]))
 
+    done_before = len(done)
     jobs = []
     for length in preset["lengths"]:
         spec = TaskSpec(task=preset["task"], length=length, spans=preset["spans"],
@@ -140,18 +149,22 @@ def main(argv=None) -> int:
         for compression in preset["compressions"]:
             for seed in preset["seeds"]:
                 for option in preset["options"]:
-                    if (spec.task, length, compression, option, seed) in done:
+                    key = _key(spec.task, length, compression, option, seed)
+                    if key in done:
                         continue
+                    done.add(key)
+                    unpooled = option == UNPOOLED
                     flags = list(OPTIONS[option])
                     flags += ["--enc-layers-and-token-width",
-                              "{}" if option == "none" else schedule(length, compression)]
+                              "{}" if unpooled else schedule(length, compression)]
                     max_len = (spec.spans * (spec.span_length + 1) if spec.task == "spans"
                                else SENTENCES_BUDGET + 40) + 8
-                    run = Run(option, flags, seed, length, preset["updates"], compression, max_len)
-                    work = os.path.join(args.out, f"{spec.task}-{length}", f"x{compression}",
-                                        f"{option}-seed{seed}")
+                    run = Run(option, flags, seed, length, preset["updates"],
+                              1 if unpooled else compression, max_len)
+                    work = os.path.join(args.out, f"{spec.task}-{length}",
+                                        "x1" if unpooled else f"x{compression}", f"{option}-seed{seed}")
                     jobs.append((spec.task, run, data_bin, text_dir, work))
-    logger.info("%d runs to do (%d done before) with %d at a time", len(jobs), len(done), args.jobs)
+    logger.info("%d runs to do (%d done before) with %d at a time", len(jobs), done_before, args.jobs)
     failures = 0
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {pool.submit(train_and_score, run, data_bin, text_dir, work): (task, run)

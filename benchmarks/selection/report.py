@@ -22,11 +22,28 @@ def read_rows(path: str) -> List[Dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
+UNPOOLED = "none"   # the option that keeps every token: one run per seed serves every compression
+
+
 def aggregate(rows: List[Dict]) -> Dict[Tuple, Dict]:
-    """(task, length, compression, option) -> {metric: (mean, std), "seeds": n}."""
+    """(task, length, compression, option) -> {metric: (mean, std), "seeds": n}.
+
+    The unpooled model's runs do not depend on the compression (it has no schedule), so they are
+    one group per (task, length), shown at every compression of that task and length; a seed
+    run at several compressions (rows written before this rule) counts once."""
     groups = defaultdict(list)
+    unpooled = defaultdict(dict)
     for row in rows:
-        groups[(row["task"], row["length"], row["compression"], row["option"])].append(row)
+        if row["option"] == UNPOOLED:
+            unpooled[(row["task"], row["length"])].setdefault(row["seed"], row)
+        else:
+            groups[(row["task"], row["length"], row["compression"], row["option"])].append(row)
+    compressions = defaultdict(set)
+    for task, length, compression, _ in list(groups):
+        compressions[(task, length)].add(compression)
+    for (task, length), by_seed in unpooled.items():
+        for compression in compressions[(task, length)] or {None}:
+            groups[(task, length, compression, UNPOOLED)] = list(by_seed.values())
     out = {}
     for key, members in groups.items():
         stats = {"seeds": len(members)}
@@ -42,9 +59,10 @@ def aggregate(rows: List[Dict]) -> Dict[Tuple, Dict]:
 def format_table(summary: Dict[Tuple, Dict]) -> str:
     """One markdown table per (task, length, compression), options ranked by mean recall."""
     lines = []
-    settings = sorted({key[:3] for key in summary})
+    settings = sorted({key[:3] for key in summary}, key=lambda k: (k[0], k[1], k[2] or 0))
     for task, length, compression in settings:
-        lines.append(f"**{task}, {length} tokens, {compression}x compression**\n")
+        where = f"{compression}x compression" if compression else "unpooled only"
+        lines.append(f"**{task}, {length} tokens, {where}**\n")
         lines.append("| rank | option | seeds | exact recall | token accuracy | R-1 | R-2 | R-L "
                      "| train s | generate s |")
         lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -82,8 +100,16 @@ def plot(summary: Dict[Tuple, Dict], path: str) -> bool:
         options = sorted({key[3] for key in summary if key[:2] == (task, length)})
         for option in options:
             points = sorted((key[2], stats["recall"]) for key, stats in summary.items()
-                            if key[:2] == (task, length) and key[3] == option and "recall" in stats)
+                            if key[:2] == (task, length) and key[3] == option and "recall" in stats
+                            and key[2])
+            if not points:
+                continue
             xs = [c for c, _ in points]
+            if option == UNPOOLED:   # the same runs at every compression: a band, not a curve
+                mean, std = points[0][1]
+                line = ax.axhline(mean, color="black", linestyle="--", label=f"{option} (keeps all)")
+                ax.axhspan(mean - std, mean + std, color=line.get_color(), alpha=0.08)
+                continue
             ax.errorbar(xs, [m for _, (m, _) in points], yerr=[s for _, (_, s) in points],
                         marker="o", capsize=3, label=option)
         ax.set_xscale("log", base=2)

@@ -94,23 +94,26 @@ def test_topk_benchmark_small(tmp_path):
 
 def test_selection_benchmark_small(tmp_path):
     """``python -m benchmarks.selection`` end to end through fairseq-train and fairseq-generate:
-    two options, one seed, a few updates; rows, table and plot written, and a second run with the
-    same --out reuses the rows it has."""
+    two options, one seed, two compressions, a few updates; the unpooled model trains once and
+    stands in both tables; rows, table and plot written, and a second run with the same --out
+    reuses the rows it has."""
     out = tmp_path / "selection"
     flags = ["--options", "topk-st", "none", "--seeds", "1", "--updates", "2", "--train-docs",
-             "24", "--test-docs", "4", "--length", "128", "--compression", "8", "--spans", "2",
+             "24", "--test-docs", "4", "--length", "128", "--compression", "8", "16", "--spans", "2",
              "--span-length", "2", "--out", str(out), "--jobs", "1"]
     proc = run_module("benchmarks.selection", *flags, timeout=600)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert sorted(r["option"] for r in rows) == ["none", "topk-st"]
+    assert sorted((r["option"], r["compression"]) for r in rows) == [
+        ("none", 1), ("topk-st", 8), ("topk-st", 16)]
     for row in rows:
         assert 0.0 <= row["recall"] <= 1.0 and 0.0 <= row["token_accuracy"] <= 1.0
         assert row["train_seconds"] > 0 and row["updates"] == 2 and row["task"] == "spans"
     assert "--topk-straight-through" in next(r for r in rows if r["option"] == "topk-st")["flags"]
-    assert "| topk-st | 1 |" in proc.stdout and (out / "table.md").exists()
+    assert proc.stdout.count("| topk-st | 1 |") == 2 and (out / "table.md").exists()
+    assert proc.stdout.count("| none | 1 |") == 2
     assert (out / "quality.png").stat().st_size > 0
     again = run_module("benchmarks.selection", *flags, timeout=300)
-    assert "0 runs to do (2 done before)" in again.stderr
+    assert "0 runs to do (3 done before)" in again.stderr
 
 
 def test_hf_generate_quick(tmp_path):
