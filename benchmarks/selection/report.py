@@ -85,8 +85,9 @@ def format_table(summary: Dict[Tuple, Dict]) -> str:
 
 
 def plot(summary: Dict[Tuple, Dict], path: str) -> bool:
-    """Recall against compression, one line per option (per task and length); False without
-    matplotlib."""
+    """Recall against compression, one line per option (per task and length), the unpooled model
+    a dashed line; where some options were run at several compressions, the options run at one
+    only are left out of the plot (the table has them). False without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -98,6 +99,12 @@ def plot(summary: Dict[Tuple, Dict], path: str) -> bool:
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for ax, (task, length) in zip(axes[0], panels):
         options = sorted({key[3] for key in summary if key[:2] == (task, length)})
+        spread = defaultdict(set)
+        for key in summary:
+            if key[:2] == (task, length) and key[2]:
+                spread[key[3]].add(key[2])
+        if any(len(c) > 1 for o, c in spread.items() if o != UNPOOLED):
+            options = [o for o in options if o == UNPOOLED or len(spread[o]) > 1]
         for option in options:
             points = sorted((key[2], stats["recall"]) for key, stats in summary.items()
                             if key[:2] == (task, length) and key[3] == option and "recall" in stats
