@@ -18,6 +18,7 @@ made of unseen text. ``write_task`` writes ``{train,valid,test}.{src,tgt}`` (fai
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -27,6 +28,8 @@ from typing import Dict, List, Sequence, Tuple
 from deep_pyramidion.data.aclsum import SPLIT_NAMES, aclsum_data_dir, paper_text, read_split_list
 from deep_pyramidion.data.io import load_json_file
 from deep_pyramidion.data.sentences import MARKER, split_sentences
+
+logger = logging.getLogger("benchmarks.selection")
 
 TASKS = ("spans", "sentences")
 SPAN_SEPARATOR = "|"
@@ -185,6 +188,14 @@ def write_task(spec: TaskSpec, out_dir: str) -> Dict[str, int]:
             for tokens, needed in docs:
                 src.write(" ".join(tokens) + "\n")
                 tgt.write(target_text(spec.task, needed) + "\n")
+        if name == "train":
+            distinct = len({target_text(spec.task, needed) for _, needed in docs})
+            if distinct * 4 < len(docs):
+                # the sentences task has one target per training paper (ACLSum: 100): a model can
+                # learn them by heart instead of learning to copy, and then ranks nothing
+                logger.warning("%s: %d training documents hold only %d distinct targets; a model "
+                               "can memorize them instead of learning to select", spec.task,
+                               len(docs), distinct)
         if name == "test":
             with open(os.path.join(out_dir, "needed.jsonl"), "w", encoding="utf-8") as out:
                 for _, needed in docs:

@@ -7,7 +7,7 @@ import pytest
 
 from benchmarks.selection.runs import score
 from benchmarks.selection.tasks import (
-    SPAN_SEPARATOR, TaskSpec, make_split, span_tokens, target_text, tokenize,
+    SPAN_SEPARATOR, TaskSpec, make_split, span_tokens, target_text, tokenize, write_task,
 )
 
 
@@ -54,3 +54,16 @@ def test_recall_counts_whole_pieces_only():
     assert result["recall"] == 0.75
     assert 0 < result["rouge1"] < 100
     assert score(refs, refs, needed)["recall"] == 1.0
+
+
+def test_a_task_with_few_distinct_targets_is_flagged(tmp_path, caplog):
+    """The sentences task has one target per training paper: with many more documents than
+    papers a model can learn the targets by heart, and the benchmark says so."""
+    caplog.set_level("WARNING", logger="benchmarks.selection")
+    write_task(TaskSpec(task="sentences", length=256, train_docs=600, test_docs=2, valid_docs=2),
+               str(tmp_path / "sentences"))
+    assert any("distinct targets" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    write_task(TaskSpec(task="spans", length=256, spans=2, span_length=2, train_docs=400,
+                        test_docs=2, valid_docs=2), str(tmp_path / "spans"))
+    assert not any("distinct targets" in r.getMessage() for r in caplog.records)
