@@ -20,8 +20,6 @@ import logging
 import os
 import sys
 
-logger = logging.getLogger("benchmarks.selection")
-
 
 def label_density(data_bin: str, subset: str, max_source: int, max_docs: int = 0) -> dict:
     """{"documents", "source_tokens", "needed": fraction of real source tokens labelled needed,
@@ -29,6 +27,7 @@ def label_density(data_bin: str, subset: str, max_source: int, max_docs: int = 0
     import torch
     from fairseq.data import Dictionary, data_utils
 
+    from deep_pyramidion.fairseq_plugin.model import never_needed_ids, target_to_source_ids
     from deep_pyramidion.modules.poolers.selection import selection_labels
 
     src_dict = Dictionary.load(os.path.join(data_bin, "dict.src.txt"))
@@ -38,9 +37,11 @@ def label_density(data_bin: str, subset: str, max_source: int, max_docs: int = 0
                 for side, dictionary in (("src", src_dict), ("tgt", tgt_dict)))
     if src is None or tgt is None:
         raise SystemExit(f"error: {data_bin}: no {subset}.src-tgt.src/.tgt (fairseq-preprocess output)")
-    # target ids as source ids, as the model maps them when the dictionaries differ
-    to_source = torch.tensor([src_dict.index(word) for word in tgt_dict.symbols])
-    specials = {src_dict.pad(), src_dict.eos(), src_dict.bos(), src_dict.unk()}
+    # the model's own rule (PyramidionModel.selection_labels): target ids as source ids, and
+    # the ids that are never needed
+    to_source = target_to_source_ids(src_dict, tgt_dict)
+    specials = never_needed_ids(src_dict)
+    special_ids = torch.tensor(sorted(specials))
     needed = tokens = 0
     covered = []
     count = len(src) if not max_docs else min(max_docs, len(src))
@@ -48,12 +49,11 @@ def label_density(data_bin: str, subset: str, max_source: int, max_docs: int = 0
         source = src[i][:max_source]
         target = to_source[tgt[i]]
         labels = selection_labels(source[None], target[None], specials)[0]
-        real = torch.tensor([int(t) not in specials for t in source])
+        real = ~torch.isin(source, special_ids)
         needed += int(labels[real].sum())
         tokens += int(real.sum())
-        target_real = [int(t) for t in target if int(t) not in specials]
-        present = set(source.tolist())
-        covered.append(sum(t in present for t in target_real) / max(len(target_real), 1))
+        target_real = target[~torch.isin(target, special_ids)]
+        covered.append(int(torch.isin(target_real, source).sum()) / max(len(target_real), 1))
     return {"documents": count, "source_tokens": tokens, "needed": needed / max(tokens, 1),
             "covered": sum(covered) / max(len(covered), 1)}
 

@@ -37,6 +37,17 @@ from deep_pyramidion.modules.poolers.selection import selection_labels, selectio
 logger = logging.getLogger(__name__)
 
 
+def target_to_source_ids(src_dict, tgt_dict) -> Tensor:
+    """(len(tgt_dict),) long: the source dictionary's id of each target symbol (unk where the
+    source has no such word), so that separate dictionaries compare words, not ids."""
+    return torch.tensor([src_dict.index(word) for word in tgt_dict.symbols], dtype=torch.long)
+
+
+def never_needed_ids(dictionary) -> set:
+    """The ids --selection-loss never labels needed: padding, eos, bos and unk."""
+    return {dictionary.pad(), dictionary.eos(), dictionary.bos(), dictionary.unk()}
+
+
 @register_model("pyramidion")
 class PyramidionModel(TransformerModel):
     """Transformer whose encoder learns which token representations to keep (DeepPyramidion)."""
@@ -111,11 +122,9 @@ class PyramidionModel(TransformerModel):
         target = prev_output_tokens
         if src_dict.symbols != tgt_dict.symbols:
             if getattr(self, "_target_to_source", None) is None:
-                self._target_to_source = torch.tensor(
-                    [src_dict.index(word) for word in tgt_dict.symbols], dtype=torch.long)
+                self._target_to_source = target_to_source_ids(src_dict, tgt_dict)
             target = self._target_to_source.to(target.device)[target]
-        specials = {src_dict.pad(), src_dict.eos(), src_dict.bos(), src_dict.unk()}
-        return selection_labels(src_tokens, target, specials)
+        return selection_labels(src_tokens, target, never_needed_ids(src_dict))
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
         """fairseq's, with a dictionary that does not fit the checkpoint's embeddings named as
