@@ -15,7 +15,8 @@ rows it has), then OUT/table.md (mean and standard deviation over seeds) and OUT
 (recall against compression, one line per option) are written.
 
 Options: ``none`` is the unpooled blockwise model (it has no schedule, so it trains once per
-seed and its row stands in the table of every compression, a dashed line in the plot); the others are ``--encoder-pooling NAME``;
+seed and its row stands in the table of every compression, a dashed line in the plot); the others
+are ``--encoder-pooling NAME``;
 ``topk-st`` is the trainable top-k with ``--topk-straight-through 1``, ``topk-normalized`` with
 ``--topk-normalize-scores 1``, ``topk-st-normalized`` with both, ``topk-noflip`` the paper's
 top-k pairing the best with the middle instead of the worst (``--flip-right 0``); ``-warmup``
@@ -35,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from typing import Dict, List
 
-from benchmarks.selection.report import UNPOOLED, write_report
+from benchmarks.selection.report import UNPOOLED, row_key, run_key, write_report
 from benchmarks.selection.runs import Run, binarize, train_and_score
 from benchmarks.selection.tasks import SENTENCES_BUDGET, TASKS, TaskSpec, write_task
 from deep_pyramidion.config import POOLINGS
@@ -82,12 +83,6 @@ def schedule(length: int, compression: int) -> str:
     return "{0: %d, 1: %d}" % (min(4 * final, max(final, length // 2)), final)
 
 
-def _key(task: str, length: int, compression: int, option: str, seed: int) -> tuple:
-    """A run's identity; the unpooled model has no schedule, so one run per seed serves every
-    compression (report.aggregate shows it at each)."""
-    return (task, length, None if option == UNPOOLED else compression, option, seed)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.selection", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,9 +124,7 @@ def main(argv=None) -> int:
     if os.path.exists(results_path):
         with open(results_path, encoding="utf-8") as fh:
             for line in fh:
-                row = json.loads(line)
-                done.add(_key(row["task"], row["length"], row["compression"], row["option"],
-                              row["seed"]))
+                done.add(row_key(json.loads(line)))
 
     done_before = len(done)
     jobs = []
@@ -150,7 +143,7 @@ def main(argv=None) -> int:
         for compression in preset["compressions"]:
             for seed in preset["seeds"]:
                 for option in preset["options"]:
-                    key = _key(spec.task, length, compression, option, seed)
+                    key = run_key(spec.task, length, compression, option, seed)
                     if key in done:
                         continue
                     done.add(key)

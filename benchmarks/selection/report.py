@@ -25,25 +25,37 @@ def read_rows(path: str) -> List[Dict]:
 UNPOOLED = "none"   # the option that keeps every token: one run per seed serves every compression
 
 
+def run_key(task: str, length: int, compression: int, option: str, seed: int) -> tuple:
+    """A run's identity. The unpooled model has no schedule, so its key has no compression: one
+    run per seed serves every compression (the runner trains it once, the report shows it at
+    each)."""
+    return (task, length, None if option == UNPOOLED else compression, option, seed)
+
+
+def row_key(row: Dict) -> tuple:
+    return run_key(row["task"], row["length"], row["compression"], row["option"], row["seed"])
+
+
 def aggregate(rows: List[Dict]) -> Dict[Tuple, Dict]:
     """(task, length, compression, option) -> {metric: (mean, std), "seeds": n}.
 
-    The unpooled model's runs do not depend on the compression (it has no schedule), so they are
-    one group per (task, length), shown at every compression of that task and length; a seed
-    run at several compressions (rows written before this rule) counts once."""
-    groups = defaultdict(list)
-    unpooled = defaultdict(dict)
+    A run counts once (the first row of its key: an unpooled seed written at several
+    compressions, before the unpooled model ran once, is one run), and the unpooled model's group
+    stands at every compression of its task and length."""
+    runs: Dict[tuple, Dict] = {}
     for row in rows:
-        if row["option"] == UNPOOLED:
-            unpooled[(row["task"], row["length"])].setdefault(row["seed"], row)
-        else:
-            groups[(row["task"], row["length"], row["compression"], row["option"])].append(row)
+        runs.setdefault(row_key(row), row)
+    groups = defaultdict(list)
+    for (task, length, compression, option, _seed), row in runs.items():
+        groups[(task, length, compression, option)].append(row)
     compressions = defaultdict(set)
-    for task, length, compression, _ in list(groups):
-        compressions[(task, length)].add(compression)
-    for (task, length), by_seed in unpooled.items():
+    for task, length, compression, _ in groups:
+        if compression is not None:
+            compressions[(task, length)].add(compression)
+    for task, length, _, option in [key for key in groups if key[2] is None]:
+        members = groups.pop((task, length, None, option))
         for compression in compressions[(task, length)] or {None}:
-            groups[(task, length, compression, UNPOOLED)] = list(by_seed.values())
+            groups[(task, length, compression, option)] = members
     out = {}
     for key, members in groups.items():
         stats = {"seeds": len(members)}

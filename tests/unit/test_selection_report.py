@@ -1,7 +1,6 @@
 """The selection benchmark's report: mean and spread per option, the unpooled model at every
 compression."""
-from benchmarks.selection.__main__ import _key
-from benchmarks.selection.report import aggregate, format_table
+from benchmarks.selection.report import aggregate, format_table, run_key
 
 
 def _row(option, seed, compression, recall):
@@ -33,5 +32,5 @@ def test_unpooled_alone_has_its_own_table():
 
 
 def test_the_unpooled_run_is_one_job_whatever_the_compression():
-    assert _key("spans", 512, 8, "none", 1) == _key("spans", 512, 64, "none", 1)
-    assert _key("spans", 512, 8, "avg", 1) != _key("spans", 512, 64, "avg", 1)
+    assert run_key("spans", 512, 8, "none", 1) == run_key("spans", 512, 64, "none", 1)
+    assert run_key("spans", 512, 8, "avg", 1) != run_key("spans", 512, 64, "avg", 1)
