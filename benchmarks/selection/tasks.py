@@ -183,13 +183,14 @@ def write_task(spec: TaskSpec, out_dir: str) -> Dict[str, int]:
                                       ("valid", "dev-0", spec.valid_docs),
                                       ("test", "test-A", spec.test_docs)):
         docs = make_split(spec, source_split, count, rng)
+        targets = [target_text(spec.task, needed) for _, needed in docs]
         with open(os.path.join(out_dir, f"{name}.src"), "w", encoding="utf-8") as src, \
                 open(os.path.join(out_dir, f"{name}.tgt"), "w", encoding="utf-8") as tgt:
-            for tokens, needed in docs:
+            for (tokens, _), target in zip(docs, targets):
                 src.write(" ".join(tokens) + "\n")
-                tgt.write(target_text(spec.task, needed) + "\n")
+                tgt.write(target + "\n")
         if name == "train":
-            distinct = len({target_text(spec.task, needed) for _, needed in docs})
+            distinct = len(set(targets))
             if distinct * 4 < len(docs):
                 # the sentences task has one target per training paper (ACLSum: 100): a model can
                 # learn them by heart instead of learning to copy, and then ranks nothing

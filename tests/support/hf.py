@@ -80,7 +80,6 @@ def export_built(built: Built, data: Path, out: Path, **kwargs) -> Path:
     return out
 
 
-
 def fairseq_train_tiny(data: Path, save: Path, max_source_positions: int, cwd: Path) -> Path:
     """A tiny pyramidion trained for 30 updates by fairseq-train (sources cut at
     ``max_source_positions``); returns its checkpoint_last.pt."""
@@ -96,6 +95,7 @@ def fairseq_train_tiny(data: Path, save: Path, max_source_positions: int, cwd: P
          "--save-dir", str(save), "--no-epoch-checkpoints", "--disable-validation",
          "--num-workers", "0", "--seed", "1"], cwd=cwd)
     return save / "checkpoint_last.pt"
+
 
 def blocker_dir(root: Path) -> Path:
     folder = root / "blocker"
